@@ -1,0 +1,128 @@
+// Package drivers is the registry of sensor sources. Each bus has its own
+// package under drivers/ that registers itself by the name sensors use in
+// the config's `driver:` field; the pipeline starts whatever the config
+// names and never imports a driver itself. drivers/all imports them all.
+//
+// A driver only produces readings: it knows nothing of rules, the spool or
+// Kafka.
+package drivers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/edgegw/edgegw/gateway/config"
+	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
+)
+
+// Sink is where a driver hands its readings.
+type Sink interface {
+	// Emit passes one reading to the pipeline. It blocks while the pipeline
+	// is full (back-pressure reaches the source instead of growing memory)
+	// and returns ctx.Err() once ctx is done; a reading for which Emit
+	// returned an error was not accepted.
+	//
+	// ack, if not nil, is called exactly once after the reading was
+	// accepted and is safe: committed to the spool, or refused by the
+	// spool's reject_new policy (which counts it). A source that can resend
+	// (MQTT QoS 1) acknowledges to its peer only then.
+	Emit(ctx context.Context, r reading.Reading, ack func()) error
+}
+
+// Env is what the gateway gives every driver.
+type Env struct {
+	Gateway config.Gateway
+	MQTT    config.MQTT // the plant-floor broker, for drivers that use it
+	Clock   clockwork.Clock
+	Logger  *slog.Logger
+	Metrics *metrics.Set
+}
+
+// Driver is a running source for all the sensors of one driver kind.
+type Driver interface {
+	// Run reads until ctx is done and returns once every goroutine it
+	// started has stopped. Errors of the bus (a broker away, a port
+	// unplugged) are retried inside Run, logged and counted; Run returns an
+	// error only for what retrying cannot fix.
+	Run(ctx context.Context, sink Sink) error
+}
+
+// Factory makes a driver kind.
+type Factory struct {
+	// Check validates one sensor's driver-specific fields and fills in
+	// their defaults. It reports each problem with the field's key (such
+	// as "topic") relative to the sensor.
+	Check func(s *config.Sensor, report func(field, format string, args ...any))
+	// New builds the driver for all sensors that name it, in config order.
+	New func(env Env, sensors []config.Sensor) (Driver, error)
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Factory{}
+)
+
+// Register makes a driver available under name. It is called from the
+// driver package's init and panics on a duplicate name, a programming
+// error caught by any test.
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("drivers: %q registered twice", name))
+	}
+	if f.New == nil {
+		panic(fmt.Sprintf("drivers: %q has no New", name))
+	}
+	registry[name] = f
+}
+
+// Lookup returns the factory registered under name.
+func Lookup(name string) (Factory, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := registry[name]
+	return f, ok
+}
+
+// Names lists the registered drivers, sorted.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Check validates every sensor's driver: that it is registered, and its own
+// fields. Problems carry the config's file and line.
+func Check(c *config.Config) config.Problems {
+	var ps config.Problems
+	for i := range c.Sensors {
+		s := &c.Sensors[i]
+		path := fmt.Sprintf("sensors[%d]", i)
+		if s.Driver == "" {
+			continue // reported by config itself
+		}
+		f, ok := Lookup(s.Driver)
+		if !ok {
+			ps = append(ps, c.Problem(path+".driver", "unknown driver %q (known: %v)", s.Driver, Names()))
+			continue
+		}
+		if f.Check != nil {
+			f.Check(s, func(field, format string, args ...any) {
+				ps = append(ps, c.Problem(path+"."+field, format, args...))
+			})
+		}
+	}
+	return ps
+}

@@ -1,0 +1,167 @@
+// Package config is edgegw's YAML schema: the types mirror the file one to
+// one, Load fills in defaults and reports every problem as
+// `FILE:LINE: path.to.field: what is wrong`.
+//
+// Loading is strict: an unknown key is an error, as is a value of the wrong
+// type. Checks that need another package (a rule expression compiling, a
+// driver's own fields) are made by the caller, which reports them through
+// Config.Problem so they carry the same file and line.
+package config
+
+// Config is one gateway's configuration file.
+type Config struct {
+	Gateway  Gateway   `yaml:"gateway"`
+	HTTP     HTTP      `yaml:"http"`
+	Buffer   Buffer    `yaml:"buffer"`
+	MQTT     MQTT      `yaml:"mqtt"`
+	Uplink   Uplink    `yaml:"uplink"`
+	Sensors  []Sensor  `yaml:"sensors"`
+	Machines []Machine `yaml:"machines"`
+	Rules    []Rule    `yaml:"rules"`
+	Alerts   Alerts    `yaml:"alerts"`
+
+	// File is the path the config was loaded from.
+	File string `yaml:"-"`
+	// lines maps a field path ("sensors[2].topic") to its line in File.
+	lines map[string]int
+}
+
+// Gateway names this gateway. ID is written into every Kafka record.
+type Gateway struct {
+	ID   string `yaml:"id"`   // required; [a-z0-9][a-z0-9-]*
+	Site string `yaml:"site"` // optional, for the dashboard and fleet layout
+	Line string `yaml:"line"` // optional, for the dashboard and fleet layout
+}
+
+// HTTP is the dashboard, API and metrics server.
+type HTTP struct {
+	Listen string `yaml:"listen"` // default "127.0.0.1:8080"; "" after defaults never happens
+}
+
+// Buffer is the bbolt store-and-forward spool.
+type Buffer struct {
+	Path     string `yaml:"path"`      // default /var/lib/edgegw/buffer.db
+	MaxBytes Size   `yaml:"max_bytes"` // default 1GiB: bound on the records' encoded bytes
+	WhenFull string `yaml:"when_full"` // drop_oldest (default) | reject_new
+	// CommitInterval is the longest a reading waits for its group commit,
+	// and so the window a power loss can take from sources that cannot
+	// resend (GPIO, I2C, serial, MQTT QoS 0). Default 200ms.
+	CommitInterval Duration `yaml:"commit_interval"`
+}
+
+// MQTT is the plant-floor broker: MQTT sensors read from it and alerts are
+// published to it.
+type MQTT struct {
+	URL      string `yaml:"url"`       // default tcp://127.0.0.1:1883; tcp://, ssl://, ws://
+	ClientID string `yaml:"client_id"` // default the gateway id; must be stable for the persistent session
+	Username string `yaml:"username"`  // optional
+	// PasswordFile holds the password (trailing newline ignored); secrets
+	// are never inline.
+	PasswordFile string   `yaml:"password_file"`
+	QoS          *int     `yaml:"qos"`        // subscription QoS, 0 or 1; default 1
+	KeepAlive    Duration `yaml:"keep_alive"` // default 30s
+}
+
+// Uplink is where records go.
+type Uplink struct {
+	Kafka Kafka `yaml:"kafka"`
+}
+
+// Kafka is the producer configuration.
+type Kafka struct {
+	Brokers     []string `yaml:"brokers"`      // required, host:port
+	Topic       string   `yaml:"topic"`        // readings; default plant.readings
+	AlertsTopic string   `yaml:"alerts_topic"` // default plant.alerts
+	EventsTopic string   `yaml:"events_topic"` // default plant.events
+	BatchSize   int      `yaml:"batch_size"`   // records per produce request; default 1000
+	Linger      Duration `yaml:"linger"`       // how long a batch waits to fill; default 200ms
+	Compression string   `yaml:"compression"`  // none|gzip|snappy|lz4|zstd; default zstd
+	TLS         *TLS     `yaml:"tls"`          // optional
+	SASL        *SASL    `yaml:"sasl"`         // optional
+}
+
+// TLS is a client TLS setup. With none of the files set, the system roots
+// verify the server.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// SASL is Kafka authentication.
+type SASL struct {
+	Mechanism    string `yaml:"mechanism"` // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// Sensor is one measured value. Which of the fields apply depends on
+// Driver; each driver validates its own.
+type Sensor struct {
+	ID       string   `yaml:"id"`       // required; [a-z][a-z0-9_]*, so rules can name it
+	Driver   string   `yaml:"driver"`   // required; a registered driver
+	Unit     string   `yaml:"unit"`     // optional, carried with every reading
+	Interval Duration `yaml:"interval"` // polling or heartbeat period, for drivers that poll
+
+	// mqtt
+	Topic string `yaml:"topic"` // topic filter; + and # wildcards allowed
+	Value string `yaml:"value"` // JSON path such as $.a.b; empty: the payload is the number
+
+	// sim
+	Signal  string   `yaml:"signal"`   // running | parts | temperature | pressure
+	Seed    int64    `yaml:"seed"`     // random seed; the same seed gives the same line
+	RunFor  Duration `yaml:"run_for"`  // mean running period of the simulated machine
+	StopFor Duration `yaml:"stop_for"` // mean stop of the simulated machine
+
+	// gpio
+	Pin      string   `yaml:"pin"`
+	Pull     string   `yaml:"pull"`
+	Invert   bool     `yaml:"invert"`
+	Debounce Duration `yaml:"debounce"`
+	Mode     string   `yaml:"mode"`
+	Edge     string   `yaml:"edge"`
+
+	// i2c
+	Bus     string `yaml:"bus"`
+	Device  string `yaml:"device"`
+	Address int    `yaml:"address"`
+	Channel string `yaml:"channel"`
+
+	// serial and modbus
+	Port    string `yaml:"port"`
+	Baud    int    `yaml:"baud"`
+	Pattern string `yaml:"pattern"`
+
+	// modbus
+	Slave     int     `yaml:"slave"`
+	Register  int     `yaml:"register"`
+	Kind      string  `yaml:"kind"`
+	Type      string  `yaml:"type"`
+	Scale     float64 `yaml:"scale"`
+	Offset    float64 `yaml:"offset"`
+	WordOrder string  `yaml:"word_order"`
+}
+
+// Machine is a machine whose downtime is tracked.
+type Machine struct {
+	Name        string   `yaml:"name"`         // required
+	Running     string   `yaml:"running"`      // required expression, true while running
+	MinDowntime Duration `yaml:"min_downtime"` // a shorter stop is no event; default 30s
+}
+
+// Rule is an alert rule.
+type Rule struct {
+	Name     string            `yaml:"name"`     // required; unique; [a-z][a-z0-9_]*
+	Expr     string            `yaml:"expr"`     // required boolean expression over sensor ids
+	For      Duration          `yaml:"for"`      // how long expr must hold before firing; default 0
+	Severity string            `yaml:"severity"` // info | warning | critical; default warning
+	Message  string            `yaml:"message"`  // text/template; {{ .Value }} {{ .Rule }} {{ .Since }}
+	Labels   map[string]string `yaml:"labels"`   // optional, carried to the dashboard
+}
+
+// Alerts says where alert transitions go besides Kafka.
+type Alerts struct {
+	// MQTTTopic is the prefix alerts are published under, retained, QoS 1,
+	// as <mqtt_topic>/<rule>. Empty: no MQTT alerts.
+	MQTTTopic string `yaml:"mqtt_topic"`
+}

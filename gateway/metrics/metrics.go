@@ -1,0 +1,115 @@
+// Package metrics declares every Prometheus metric edgegw exports, in one
+// place, so that each name is registered exactly once and each component
+// (drivers, spool, uplink, rules) receives the handles it updates.
+//
+// A Set is created per gateway with its own registry; tests create one per
+// test and read the values back with prometheus/testutil.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Drop reasons, the values of the `reason` label of edgegw_dropped_total.
+const (
+	DropSpoolFullOldest = "spool_full_oldest" // drop_oldest evicted a committed record
+	DropSpoolFullReject = "spool_full_rejected"
+	DropMalformed       = "malformed"     // a payload that did not parse
+	DropUnknownTopic    = "unknown_topic" // an MQTT message no sensor claims
+	DropNotANumber      = "not_a_number"
+	DropShutdown        = "shutdown" // accepted by nobody before a stop
+)
+
+// Set holds the metric handles. The zero value is not usable; call New.
+type Set struct {
+	Registry *prometheus.Registry
+
+	ReadingsTotal *prometheus.CounterVec // edgegw_readings_total{driver}
+	DriverErrors  *prometheus.CounterVec // edgegw_driver_errors_total{driver,kind}
+	Dropped       *prometheus.CounterVec // edgegw_dropped_total{reason}
+
+	BufferRecords   prometheus.Gauge   // edgegw_buffer_records
+	BufferBytes     prometheus.Gauge   // edgegw_buffer_bytes
+	BufferCommits   prometheus.Counter // edgegw_buffer_commits_total
+	BufferCommitDur prometheus.Histogram
+
+	UplinkSent      *prometheus.CounterVec // edgegw_uplink_sent_total{topic}
+	UplinkErrors    prometheus.Counter     // edgegw_uplink_errors_total
+	UplinkBatches   prometheus.Counter     // edgegw_uplink_batches_total
+	UplinkConnected prometheus.Gauge       // edgegw_uplink_connected
+	UplinkLatency   prometheus.Histogram   // edgegw_uplink_latency_seconds: reading ts → Kafka ack
+
+	RuleEvals    prometheus.Counter // edgegw_rule_evaluations_total
+	AlertsFiring prometheus.Gauge   // edgegw_alerts_firing
+	Transitions  *prometheus.CounterVec
+}
+
+// New creates the metrics and registers them, with the Go runtime and
+// process collectors, on a fresh registry.
+func New() *Set {
+	reg := prometheus.NewRegistry()
+	s := &Set{
+		Registry: reg,
+		ReadingsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegw_readings_total", Help: "Readings accepted from drivers, by driver.",
+		}, []string{"driver"}),
+		DriverErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegw_driver_errors_total", Help: "Driver errors (bad payloads, bus errors, disconnects), by driver and kind.",
+		}, []string{"driver", "kind"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegw_dropped_total", Help: "Readings or records dropped, by reason.",
+		}, []string{"reason"}),
+		BufferRecords: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegw_buffer_records", Help: "Records committed to the spool and not yet acknowledged by Kafka.",
+		}),
+		BufferBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegw_buffer_bytes", Help: "Encoded bytes of the records in the spool (what buffer.max_bytes bounds).",
+		}),
+		BufferCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgegw_buffer_commits_total", Help: "Spool group commits (bbolt transactions with fsync).",
+		}),
+		BufferCommitDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "edgegw_buffer_commit_seconds", Help: "Duration of a spool group commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		UplinkSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegw_uplink_sent_total", Help: "Records acknowledged by Kafka, by topic.",
+		}, []string{"topic"}),
+		UplinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgegw_uplink_errors_total", Help: "Failed Kafka produce attempts (the batch is kept and retried).",
+		}),
+		UplinkBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgegw_uplink_batches_total", Help: "Batches acknowledged by Kafka.",
+		}),
+		UplinkConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegw_uplink_connected", Help: "1 while the last Kafka produce succeeded, 0 after a failure.",
+		}),
+		UplinkLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "edgegw_uplink_latency_seconds", Help: "From a reading's timestamp to Kafka's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		RuleEvals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgegw_rule_evaluations_total", Help: "Rule expression evaluations.",
+		}),
+		AlertsFiring: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegw_alerts_firing", Help: "Alerts currently firing.",
+		}),
+		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegw_alert_transitions_total", Help: "Alert transitions, by new state.",
+		}, []string{"state"}),
+	}
+	reg.MustRegister(
+		prometheus.NewGoCollector(),
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		s.ReadingsTotal, s.DriverErrors, s.Dropped,
+		s.BufferRecords, s.BufferBytes, s.BufferCommits, s.BufferCommitDur,
+		s.UplinkSent, s.UplinkErrors, s.UplinkBatches, s.UplinkConnected, s.UplinkLatency,
+		s.RuleEvals, s.AlertsFiring, s.Transitions,
+	)
+	// Pre-create the label values operators alert on, so the series exist
+	// (at 0) from the first scrape rather than appearing on the first drop.
+	for _, r := range []string{DropSpoolFullOldest, DropSpoolFullReject, DropMalformed, DropUnknownTopic, DropNotANumber} {
+		s.Dropped.WithLabelValues(r)
+	}
+	return s
+}
