@@ -233,6 +233,9 @@ func kindName(n *yaml.Node) string {
 func suggest(key string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
+		if strings.HasPrefix(n, key+"_") {
+			return fmt.Sprintf(" (did you mean %q?)", n)
+		}
 		if dist := editDistance(key, n); dist < bestD {
 			best, bestD = n, dist
 		}

@@ -1,0 +1,290 @@
+// Package rules evaluates edgegw's alert rules on the gateway, next to the
+// machines, independent of the uplink: alerts fire on the plant floor while
+// Kafka is unreachable.
+//
+// A rule is a boolean expr-lang expression over sensor ids (`press_temp >
+// 80`), compiled once. Its alert walks the lifecycle of Prometheus'
+// alerting rules: inactive → pending (true, `for:` not yet elapsed) →
+// firing → resolved (back to inactive). Only firing and resolved leave the
+// package, as reading.Alert values the caller routes to its sinks; each is
+// returned exactly once.
+//
+// The contract a caller relies on:
+//   - Time is passed in (`now`), never read from a clock, so `for:` is
+//     tested with exact timestamps and no sleeps. The engine starts no
+//     goroutine.
+//   - Observe and Tick are called from one goroutine (the pipeline).
+//     Alerts may be called from any goroutine at the same time.
+//   - A rule that names a sensor without a value yet is false, not an
+//     error; so is a rule whose evaluation fails at run time (it is
+//     counted and logged once per distinct error). Nothing here panics on
+//     bad data.
+//   - Bad-quality readings and NaN values are not values: the sensor keeps
+//     its previous value.
+package rules
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgegw/edgegw/gateway/config"
+	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
+)
+
+// Status is one rule's alert as the dashboard and /api/alerts show it.
+type Status struct {
+	Rule     string
+	Expr     string
+	Severity string
+	State    string    // inactive | pending | firing
+	Since    time.Time // when the condition became true; zero while inactive
+	FiredAt  time.Time // when it started firing; zero unless firing
+	// Value is the latest value of the first sensor the expression names;
+	// 0 before that sensor's first reading.
+	Value float64
+	// Message is the rendered message while pending or firing, with
+	// Duration counted to the latest Observe or Tick; "" while inactive.
+	Message string
+	Labels  map[string]string
+	Errors  uint64 // evaluations that failed at run time and counted as false
+	Error   string // the latest such failure, "" if none ever did
+}
+
+// Engine evaluates a config's rules. Create it with New.
+type Engine struct {
+	// start is when the gateway started: what age() of a sensor never
+	// seen will count from, once history functions arrive.
+	start time.Time
+	log   *slog.Logger
+
+	evals                prometheus.Counter
+	firing               prometheus.Gauge
+	toFiring, toResolved prometheus.Counter
+
+	sensors *sensorTable
+	rules   []*rule
+	// bySensor lists, per sensor index, the rules whose expression names
+	// it: a reading re-evaluates only those.
+	bySensor [][]int
+
+	// mu guards everything below and the rules' alert state: Observe and
+	// Tick write them, Alerts reads them from another goroutine.
+	mu     sync.Mutex
+	values []float64 // per sensor index
+	has    []bool    // per sensor index: a value has been seen
+	// env is what expressions read. A map[string]any takes expr's fastest
+	// path (one map lookup per name, no reflection); it holds the same
+	// values as `values`, which the engine itself reads.
+	env     map[string]any
+	vm      vm.VM // reused so an evaluation allocates no VM stack
+	lastNow time.Time
+}
+
+// New compiles c's rules. An invalid rule makes it return the same
+// config.Problems that Check gives. m may be nil (tools, tests): the
+// engine then counts into a private set. start is the gateway's start.
+func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
+	t, rules, ps := compile(c)
+	if ps != nil {
+		return nil, ps
+	}
+	if m == nil {
+		m = metrics.New()
+	}
+	e := &Engine{
+		start:      start,
+		log:        slog.Default().With("component", "rules"),
+		evals:      m.RuleEvals,
+		firing:     m.AlertsFiring,
+		toFiring:   m.Transitions.WithLabelValues(reading.StateFiring),
+		toResolved: m.Transitions.WithLabelValues(reading.StateResolved),
+		sensors:    t,
+		rules:      rules,
+		bySensor:   make([][]int, len(t.ids)),
+		values:     make([]float64, len(t.ids)),
+		has:        make([]bool, len(t.ids)),
+		env:        make(map[string]any, len(t.ids)),
+	}
+	for ri, r := range rules {
+		for _, s := range r.cond.sensors {
+			e.bySensor[s] = append(e.bySensor[s], ri)
+		}
+	}
+	return e, nil
+}
+
+// Observe records r as its sensor's latest value and evaluates the rules
+// that name that sensor, at now. It returns the transitions this caused.
+func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
+	i, ok := e.sensors.index[r.Sensor]
+	// A sensor no rule names cannot change any rule: skip even the lock,
+	// which keeps the pipeline's per-reading cost near zero for them.
+	if !ok || len(e.bySensor[i]) == 0 || r.Quality == reading.Bad || math.IsNaN(r.Value) {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lastNow = now
+	e.values[i] = r.Value
+	e.has[i] = true
+	e.env[e.sensors.ids[i]] = r.Value
+	var out []reading.Alert
+	for _, ri := range e.bySensor[i] {
+		out = e.eval(e.rules[ri], now, out)
+	}
+	// One add per reading, not one per evaluation: the counter is atomic
+	// and shared with the /metrics scrape.
+	e.evals.Add(float64(len(e.bySensor[i])))
+	return out
+}
+
+// Tick evaluates every rule at now, so that `for:` (and later age()) fire
+// without new readings. The caller ticks every second by default.
+func (e *Engine) Tick(now time.Time) []reading.Alert {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lastNow = now
+	var out []reading.Alert
+	for _, r := range e.rules {
+		out = e.eval(r, now, out)
+	}
+	e.evals.Add(float64(len(e.rules)))
+	return out
+}
+
+// eval evaluates r at now and appends the transition it causes, if any.
+func (e *Engine) eval(r *rule, now time.Time, out []reading.Alert) []reading.Alert {
+	switch r.alert.step(e.test(r), now, r.hold) {
+	case toFiring:
+		// Inc/Dec rather than Set: the gateway's own edgegw_* alerts count
+		// into the same gauge.
+		e.firing.Inc()
+		e.toFiring.Inc()
+		return append(out, e.transition(r, reading.StateFiring, now))
+	case toResolved:
+		e.firing.Dec()
+		e.toResolved.Inc()
+		return append(out, e.transition(r, reading.StateResolved, now))
+	}
+	return out
+}
+
+// test evaluates r's condition. Missing data and run-time errors are false.
+func (e *Engine) test(r *rule) bool {
+	for _, s := range r.cond.sensors {
+		if !e.has[s] {
+			return false
+		}
+	}
+	// vm.Run recovers the VM's own panics (an integer division by zero, a
+	// bad conversion) into err.
+	out, err := e.vm.Run(r.cond.program, e.env)
+	if err == nil {
+		if b, ok := out.(bool); ok {
+			return b
+		}
+		err = fmt.Errorf("result %v (%T) is not a boolean", out, out)
+	}
+	r.errors++
+	if msg := firstLine(err.Error()); msg != r.err {
+		// Once per distinct error, not once per evaluation: a broken rule
+		// is evaluated on every reading and every tick.
+		e.log.Warn("rule evaluation failed, counted as false", "rule", r.cfg.Name, "err", msg)
+		r.err = msg
+	}
+	return false
+}
+
+func (e *Engine) transition(r *rule, state string, now time.Time) reading.Alert {
+	d := e.messageData(r, now)
+	msg, err := r.message(d)
+	if err != nil {
+		e.log.Warn("alert message template failed, sent the default message", "rule", r.cfg.Name, "err", err)
+	}
+	return reading.Alert{
+		Rule:     r.cfg.Name,
+		State:    state,
+		Severity: r.cfg.Severity,
+		Value:    d.Value,
+		Since:    r.alert.activeAt,
+		TS:       now,
+		Message:  msg,
+	}
+}
+
+func (e *Engine) messageData(r *rule, now time.Time) messageData {
+	return messageData{
+		Rule:     r.cfg.Name,
+		Severity: r.cfg.Severity,
+		Value:    e.value(r),
+		Since:    r.alert.activeAt,
+		Duration: now.Sub(r.alert.activeAt),
+		Labels:   r.cfg.Labels,
+	}
+}
+
+// value is the latest value of the first sensor r names (0 if none).
+func (e *Engine) value(r *rule) float64 {
+	if len(r.cond.sensors) == 0 {
+		return 0
+	}
+	return e.values[r.cond.sensors[0]]
+}
+
+// Alerts returns a snapshot of every rule's alert, in config order. It is
+// safe to call while Observe and Tick run on another goroutine.
+func (e *Engine) Alerts() []Status {
+	out := make([]Status, len(e.rules))
+	data := make([]messageData, len(e.rules))
+	e.mu.Lock()
+	for i, r := range e.rules {
+		a := r.alert
+		out[i] = Status{
+			Rule:     r.cfg.Name,
+			Expr:     r.cfg.Expr,
+			Severity: r.cfg.Severity,
+			State:    a.state.String(),
+			Value:    e.value(r),
+			Labels:   maps.Clone(r.cfg.Labels),
+			Errors:   r.errors,
+			Error:    r.err,
+		}
+		if a.state != Inactive {
+			out[i].Since = a.activeAt
+			data[i] = e.messageData(r, e.lastNow)
+		}
+		if a.state == Firing {
+			out[i].FiredAt = a.firedAt
+		}
+	}
+	e.mu.Unlock()
+	// Templates run outside the lock: the pipeline should not wait on a
+	// dashboard request. Rules' templates and config never change.
+	for i, r := range e.rules {
+		if out[i].State == Inactive.String() {
+			continue
+		}
+		out[i].Message, _ = r.message(data[i])
+	}
+	return out
+}
+
+// Sensors returns the ids of the sensors some rule names, in config
+// order: the readings Observe can act on.
+func (e *Engine) Sensors() []string {
+	var ids []string
+	for i, rs := range e.bySensor {
+		if len(rs) > 0 {
+			ids = append(ids, e.sensors.ids[i])
+		}
+	}
+	return ids
+}

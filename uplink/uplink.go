@@ -1,0 +1,354 @@
+// Package uplink drains the spool into Kafka.
+//
+// Promises:
+//   - A record is acknowledged to the spool (Source.AckThrough) only after
+//     Kafka acknowledged it, and every record below it, with acks=all.
+//   - Records are produced in spool order, one batch at a time. A failed
+//     batch is retried whole, in the same order, until it succeeds or Run's
+//     context ends; a later batch is never sent before an earlier one was
+//     acknowledged. Together with one partition per key (murmur2, as the Java
+//     client does) this keeps per-key order: the first arrival of each seq
+//     in a partition is in seq order.
+//   - Delivery is at least once. A produce whose answer was lost, or a batch
+//     that failed on some partitions only, is sent again with the same seq;
+//     consumers dedupe on (gateway, seq).
+//
+// Three goroutines overlap the work: one reads and encodes the next batch
+// while the current one is in flight, one produces, and one acknowledges to
+// the spool (a bbolt commit with fsync, coalesced when it lags behind).
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
+	"github.com/jonboulle/clockwork"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+)
+
+// Source is what the uplink needs from the spool.
+type Source interface {
+	// ReadBatch returns up to max committed records with seq > after, in
+	// ascending seq order, with Seq set.
+	ReadBatch(after uint64, max int) ([]reading.Record, error)
+	// AckThrough deletes the records with seq <= seq.
+	AckThrough(seq uint64) error
+	// WaitCommitted returns once a committed record with seq > after
+	// exists, or ctx.Err() when ctx ends first.
+	WaitCommitted(ctx context.Context, after uint64) error
+}
+
+// Default topic names, as in the demo stack and DESIGN.md.
+const (
+	DefaultReadingsTopic = "plant.readings"
+	DefaultAlertsTopic   = "plant.alerts"
+	DefaultEventsTopic   = "plant.events"
+)
+
+// Options configure an Uplink. Zero values take the documented defaults.
+type Options struct {
+	// Brokers are the bootstrap brokers, host:port. Required.
+	Brokers []string
+	// Topics by record kind. Defaults: plant.readings, plant.alerts, plant.events.
+	ReadingsTopic, AlertsTopic, EventsTopic string
+	// Gateway is the gateway id written into every JSON value. Required.
+	Gateway string
+
+	// BatchSize is the most records sent in one produce. Default 1000.
+	BatchSize int
+	// Linger is how long a batch that is not full waits for more records
+	// before it is sent: more records per request against up to Linger of
+	// latency. Default 200ms; negative sends at once.
+	Linger time.Duration
+	// Compression is none, gzip, snappy, lz4 or zstd. Default none.
+	Compression string
+	// TLS enables TLS to the brokers; nil is plaintext.
+	TLS *tls.Config
+	// SASL authenticates to the brokers; nil is none.
+	SASL sasl.Mechanism
+	// WriteTimeout bounds one produce attempt. Default 10s.
+	WriteTimeout time.Duration
+	// BackoffMin and BackoffMax bound the wait between failed attempts,
+	// doubling from Min up to Max. Defaults 100ms and 10s.
+	BackoffMin, BackoffMax time.Duration
+
+	Clock   clockwork.Clock // default: the real clock
+	Logger  *slog.Logger    // default: discard
+	Metrics *metrics.Set    // default: a private set
+}
+
+// Uplink produces the spool's records to Kafka. Create it with New and
+// start it with Run.
+type Uplink struct {
+	opts        Options
+	src         Source
+	compression kafka.Compression
+	log         *slog.Logger
+	m           *metrics.Set
+	clock       clockwork.Clock
+
+	sent      atomic.Uint64 // highest seq Kafka acknowledged
+	connected atomic.Bool
+	running   sync.Mutex // one Run at a time: each owns the read position
+
+	// Outage bookkeeping, touched only by the producing goroutine.
+	down      bool
+	downSince time.Time
+	failures  int
+}
+
+// New checks opts, fills in defaults and returns an Uplink that reads from
+// src. It does not connect: Run does.
+func New(opts Options, src Source) (*Uplink, error) {
+	if src == nil {
+		return nil, errors.New("uplink: nil source")
+	}
+	if len(opts.Brokers) == 0 {
+		return nil, errors.New("uplink: no brokers")
+	}
+	if opts.Gateway == "" {
+		return nil, errors.New("uplink: no gateway id")
+	}
+	comp, err := parseCompression(opts.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("uplink: %w", err)
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&opts.ReadingsTopic, DefaultReadingsTopic)
+	def(&opts.AlertsTopic, DefaultAlertsTopic)
+	def(&opts.EventsTopic, DefaultEventsTopic)
+	defDur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defDur(&opts.Linger, 200*time.Millisecond)
+	defDur(&opts.WriteTimeout, 10*time.Second)
+	defDur(&opts.BackoffMin, 100*time.Millisecond)
+	defDur(&opts.BackoffMax, 10*time.Second)
+	if opts.BatchSize == 0 {
+		opts.BatchSize = 1000
+	}
+	switch {
+	case opts.BatchSize < 0:
+		return nil, fmt.Errorf("uplink: batch size %d < 0", opts.BatchSize)
+	case opts.WriteTimeout < 0 || opts.BackoffMin < 0:
+		return nil, errors.New("uplink: negative write timeout or backoff")
+	case opts.BackoffMax < opts.BackoffMin:
+		return nil, fmt.Errorf("uplink: backoff max %s < min %s", opts.BackoffMax, opts.BackoffMin)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	u := &Uplink{
+		opts:        opts,
+		src:         src,
+		compression: comp,
+		log:         opts.Logger.With("component", "uplink"),
+		m:           opts.Metrics,
+		clock:       opts.Clock,
+	}
+	u.m.UplinkConnected.Set(0)
+	return u, nil
+}
+
+// Connected reports whether the last produce succeeded. It is false until
+// the first batch was acknowledged.
+func (u *Uplink) Connected() bool { return u.connected.Load() }
+
+// Sent is the highest seq Kafka acknowledged, together with every record
+// before it. The spool is acknowledged through it shortly after, and always
+// before Run returns; a bounded flush on shutdown waits for Sent to reach
+// the spool's last seq.
+func (u *Uplink) Sent() uint64 { return u.sent.Load() }
+
+// Run produces until ctx ends, then waits for its goroutines, acknowledges
+// to the spool what Kafka acknowledged, closes its connections and returns
+// nil. A batch in flight when ctx ends is not acknowledged to the spool and
+// is sent again by the next Run (at least once). Errors of Kafka or of the
+// spool are retried, never returned.
+func (u *Uplink) Run(ctx context.Context) error {
+	u.running.Lock()
+	defer u.running.Unlock()
+
+	transport := &kafka.Transport{
+		ClientID: "edgegw-" + u.opts.Gateway,
+		TLS:      u.opts.TLS,
+		SASL:     u.opts.SASL,
+	}
+	w := u.newWriter(transport)
+	defer transport.CloseIdleConnections()
+	// Close waits for a produce still inside kafka-go (at most WriteTimeout).
+	defer w.Close()
+
+	batches := make(chan *batch, 1)
+	acks := newAcker(u)
+	var wg sync.WaitGroup
+	wg.Go(func() { u.prepare(ctx, batches) })
+	wg.Go(acks.run)
+
+	for {
+		var b *batch
+		select {
+		case <-ctx.Done():
+		case b = <-batches:
+		}
+		if b == nil || u.send(ctx, w, b) != nil {
+			break
+		}
+		u.sent.Store(b.last)
+		acks.through(b.last)
+	}
+	acks.stop()
+	wg.Wait()
+	return nil
+}
+
+func (u *Uplink) newWriter(t *kafka.Transport) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:      kafka.TCP(u.opts.Brokers...),
+		Transport: t,
+		// Same partition for a key as the Java client and librdkafka's
+		// murmur2_random, so a key stays in one partition whoever produces.
+		Balancer:     kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		// We retry ourselves, keeping the whole batch and its order.
+		MaxAttempts: 1,
+		// Each WriteMessages carries at most BatchSize records, so a
+		// partition's batch never splits on count. Lingering happens before
+		// WriteMessages (see prepare): kafka-go's BatchTimeout is per
+		// partition, so a synchronous write of records spread over P
+		// partitions would otherwise wait the full timeout on every call
+		// (kafka-go v0.4.51). A 1µs timeout flushes each call at once: the
+		// batch's timer goroutine needs the partition lock, which
+		// writeMessages holds until it has added all of the call's records.
+		BatchSize:              u.opts.BatchSize,
+		BatchTimeout:           time.Microsecond,
+		ReadTimeout:            u.opts.WriteTimeout,
+		WriteTimeout:           u.opts.WriteTimeout,
+		Compression:            u.compression,
+		AllowAutoTopicCreation: true,
+	}
+}
+
+// send produces b until Kafka acknowledges all of it or ctx ends.
+func (u *Uplink) send(ctx context.Context, w *kafka.Writer, b *batch) error {
+	// Checked before each attempt: kafka-go may queue a batch even on a
+	// cancelled context and send it while the writer closes.
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, u.opts.WriteTimeout)
+		err := w.WriteMessages(wctx, b.msgs...)
+		cancel()
+		if err == nil {
+			u.delivered(b)
+			return nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		u.failed(b, err)
+		sleep(ctx, u.clock, backoff(u.failures, u.opts.BackoffMin, u.opts.BackoffMax))
+	}
+	return ctx.Err()
+}
+
+func (u *Uplink) delivered(b *batch) {
+	now := u.clock.Now()
+	for i, topic := range [...]string{u.opts.ReadingsTopic, u.opts.AlertsTopic, u.opts.EventsTopic} {
+		if n := b.perTopic[i]; n > 0 {
+			u.m.UplinkSent.WithLabelValues(topic).Add(float64(n))
+		}
+	}
+	for _, ts := range b.readingTS {
+		u.m.UplinkLatency.Observe(now.Sub(ts).Seconds())
+	}
+	u.m.UplinkBatches.Inc()
+	u.m.UplinkConnected.Set(1)
+	u.connected.Store(true)
+	if u.down {
+		u.log.Info("kafka reachable again", "brokers", u.opts.Brokers,
+			"down_for", now.Sub(u.downSince).Round(time.Millisecond), "failed_attempts", u.failures)
+	}
+	u.down, u.failures = false, 0
+}
+
+// failed records a failed attempt; an outage is logged once, when it starts.
+func (u *Uplink) failed(b *batch, err error) {
+	u.m.UplinkErrors.Inc()
+	u.m.UplinkConnected.Set(0)
+	u.connected.Store(false)
+	u.failures++
+	if !u.down {
+		u.down, u.downSince = true, u.clock.Now()
+		u.log.Warn("kafka produce failed; keeping the batch and retrying until it succeeds",
+			"brokers", u.opts.Brokers, "err", summarize(err), "records", len(b.msgs), "first_seq", b.first)
+	}
+}
+
+// summarize shortens kafka.WriteErrors, which holds one entry per message.
+func summarize(err error) string {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return err.Error()
+	}
+	for _, e := range we {
+		if e != nil {
+			return fmt.Sprintf("%d of %d records failed: %v", we.Count(), len(we), e)
+		}
+	}
+	return err.Error()
+}
+
+// backoff is the wait after the n-th consecutive failure (n >= 1):
+// min, 2·min, 4·min, ... capped at max.
+func backoff(n int, min, max time.Duration) time.Duration {
+	d := min
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	return clampDur(d, min, max)
+}
+
+func clampDur(d, min, max time.Duration) time.Duration {
+	if d > max {
+		return max
+	}
+	if d < min {
+		return min
+	}
+	return d
+}
+
+// sleep waits d on clock; false if ctx ended first.
+func sleep(ctx context.Context, clock clockwork.Clock, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.Chan():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
