@@ -1,0 +1,305 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.etcd.io/bbolt"
+)
+
+// batch is a run of consecutive seqs, already encoded, waiting for one
+// commit. Two of them alternate: appends fill one while the other's
+// transaction runs, so neither allocates in the steady state.
+type batch struct {
+	buf      []byte // the records, each as a uvarint length and its encoding: ready-made chunks
+	ends     []int  // end of each record in buf
+	dones    []func()
+	first    uint64 // seq of the first record
+	bytes    int64  // what the records count against MaxBytes
+	oldestAt time.Time
+	key      []byte
+}
+
+// retainCap bounds the buffer a batch keeps after a burst, so one outage
+// does not pin its peak memory for good.
+const retainCap = 4 << 20
+
+func (b *batch) reset() {
+	if cap(b.buf) > retainCap {
+		b.buf, b.ends = nil, nil
+	}
+	clear(b.dones)
+	b.buf, b.ends, b.dones = b.buf[:0], b.ends[:0], b.dones[:0]
+	b.first, b.bytes = 0, 0
+}
+
+// appendBatch appends o, whose seqs follow b's, to b.
+func (b *batch) appendBatch(o *batch) {
+	off := len(b.buf)
+	b.buf = append(b.buf, o.buf...)
+	for _, e := range o.ends {
+		b.ends = append(b.ends, off+e)
+	}
+	b.dones = append(b.dones, o.dones...)
+	b.bytes += o.bytes
+}
+
+// Run commits appended records until ctx is done or Close is called, then
+// commits everything appended so far and returns. Later Appends get
+// ErrClosed. It returns an error only if that last commit failed (the
+// records are then lost, and logged); commit failures before that are
+// logged and retried with backoff.
+func (s *Spool) Run(ctx context.Context) error {
+	s.mu.Lock()
+	switch {
+	case s.run != runIdle:
+		s.mu.Unlock()
+		return errors.New("buffer: Run called twice")
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.run = runRunning
+	s.mu.Unlock()
+	defer s.finishRun()
+
+	var (
+		timer    clockwork.Timer
+		timerC   <-chan time.Time
+		armedFor time.Time // the deadline the timer runs for; zero when stopped
+		failures int
+		retryAt  time.Time
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		b, deadline, closing := s.due(retryAt)
+		if b != nil {
+			n := len(b.ends)
+			err := s.commit(b)
+			switch {
+			case err == nil:
+				if failures > 0 {
+					s.log.Info("spool commits work again", "failures", failures)
+				}
+				failures, retryAt = 0, time.Time{}
+			case closing:
+				s.log.Error("final spool commit failed; uncommitted records are lost", "records", n, "err", err)
+				return err
+			default:
+				failures++
+				backoff := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
+				retryAt = s.clock.Now().Add(backoff)
+				if failures == 1 {
+					s.log.Error("spool commit failed; retrying", "records", n, "retry_in", backoff, "err", err)
+				}
+			}
+			continue
+		}
+		if closing {
+			return nil
+		}
+		// The timer is only touched when the deadline changes: re-arming it
+		// for the same deadline on every wake-up would measure from a later
+		// now each time and push the commit out.
+		switch {
+		case deadline.IsZero() && !armedFor.IsZero():
+			timer.Stop()
+			armedFor = time.Time{}
+		case !deadline.IsZero() && !deadline.Equal(armedFor):
+			if d := s.clock.Until(deadline); timer == nil {
+				timer = s.clock.NewTimer(d)
+				timerC = timer.Chan()
+			} else {
+				timer.Reset(d)
+			}
+			armedFor = deadline
+		}
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.closed = true
+			s.mu.Unlock()
+		case <-s.kick:
+		case <-timerC:
+			// A stale tick only makes the loop look again: due decides by the clock.
+			armedFor = time.Time{}
+		}
+	}
+}
+
+// due takes the pending batch if it is time to commit it; otherwise
+// deadline is when it will be (zero when nothing is pending).
+func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	closing = s.closed
+	p := s.pend
+	if len(p.ends) == 0 {
+		return nil, time.Time{}, closing
+	}
+	now := s.clock.Now()
+	deadline = p.oldestAt.Add(s.opts.CommitInterval)
+	if s.urgent || len(p.ends) >= maxBatchRecords || closing {
+		deadline = now
+	}
+	if !closing && deadline.Before(retryAt) {
+		deadline = retryAt
+	}
+	if now.Before(deadline) {
+		return nil, deadline, closing
+	}
+	return s.take(), time.Time{}, closing
+}
+
+// take hands the pending batch to the committer. s.mu must be held.
+func (s *Spool) take() *batch {
+	b := s.pend
+	s.pend = s.spare
+	if s.pend == nil {
+		s.pend = &batch{}
+	}
+	s.spare = nil
+	s.urgent = false
+	s.inflight = b.bytes
+	return b
+}
+
+func (s *Spool) finishRun() {
+	s.mu.Lock()
+	s.closed = true
+	s.run = runDone
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	close(s.runDone)
+}
+
+// commit writes b in one transaction, then calls its done callbacks. On
+// failure b goes back in front of the pending records, to be retried.
+func (s *Spool) commit(b *batch) error {
+	if err := s.write(b); err != nil {
+		s.mu.Lock()
+		b.appendBatch(s.pend)
+		s.pend.reset()
+		if s.spare == nil {
+			s.spare = s.pend
+		}
+		s.pend = b
+		s.inflight = 0
+		s.urgent = s.urgent || len(b.dones) > 0
+		s.mu.Unlock()
+		return err
+	}
+	for _, done := range b.dones {
+		done()
+	}
+	s.mu.Lock()
+	b.reset()
+	if s.spare == nil {
+		s.spare = b
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// write is the group commit: the reservation first if b crosses it, then
+// b's records, drop_oldest evictions and the state in one transaction.
+// Its metrics are updated before the result is published, so that whoever
+// waits for the commit sees them.
+func (s *Spool) write(b *batch) error {
+	t0 := time.Now() // wall time on purpose: the metric measures the disk, not the injected clock
+	var dropped, garbled int
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	last := b.first + uint64(len(b.ends)) - 1
+	if last >= s.reserved {
+		r := last + 1 + seqBlock
+		if err := writeSeqFile(s.seqPath, r); err != nil {
+			return fmt.Errorf("buffer: reserve seqs: %w", err)
+		}
+		s.reserved = r
+	}
+	st := s.snapshot()
+	err := s.update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(recordsBucket)
+		// Keys only ever grow, so a full page is never split again: fill
+		// pages completely instead of bbolt's default half.
+		bk.FillPercent = 1.0
+		from, first := 0, b.first
+		for i, end := range b.ends {
+			if end-from < chunkTarget && i < len(b.ends)-1 {
+				continue
+			}
+			// bbolt copies keys, so one scratch key serves; values must live
+			// until the commit, which b.buf does.
+			b.key = seqKey(b.key[:0], first)
+			if err := bk.Put(b.key, b.buf[from:end]); err != nil {
+				return err
+			}
+			from, first = end, b.first+uint64(i)+1
+		}
+		wasEmpty := st.records() == 0
+		st.bytes += b.bytes
+		st.last = last
+		if wasEmpty {
+			refreshOldest(bk, &st)
+		}
+		if s.opts.WhenFull == DropOldest && st.bytes > s.opts.MaxBytes {
+			var err error
+			dropped, garbled, err = dropFront(bk, &st, func(uint64) bool { return st.bytes <= s.opts.MaxBytes })
+			if err != nil {
+				return err
+			}
+		}
+		return putState(tx, &st)
+	})
+	if err != nil {
+		return s.mapErr(err)
+	}
+	s.m.BufferCommits.Inc()
+	s.m.BufferCommitDur.Observe(time.Since(t0).Seconds())
+	s.dropOld.Add(float64(dropped))
+	s.countGarbled(garbled)
+	s.publish(st, true)
+	return nil
+}
+
+func (s *Spool) snapshot() state {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+// publish makes st, just committed, what readers see. txMu must be held,
+// which keeps publications in commit order.
+func (s *Spool) publish(st state, committed bool) {
+	s.m.BufferRecords.Set(float64(st.records()))
+	s.m.BufferBytes.Set(float64(st.bytes))
+	s.mu.Lock()
+	s.st = st
+	if committed {
+		s.inflight = 0
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// update and view run a transaction under guard: a panic or fault on a
+// corrupt page becomes an error for the caller, not a dead gateway.
+func (s *Spool) update(fn func(*bbolt.Tx) error) (err error) {
+	defer guard(&err)()
+	return s.db.Update(fn)
+}
+
+func (s *Spool) view(fn func(*bbolt.Tx) error) (err error) {
+	defer guard(&err)()
+	return s.db.View(fn)
+}

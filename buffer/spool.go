@@ -1,0 +1,288 @@
+package buffer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
+)
+
+// WhenFull is what the spool does when MaxBytes is reached.
+type WhenFull int
+
+const (
+	// DropOldest deletes the oldest committed records to make room: the
+	// plant keeps its newest data. The default.
+	DropOldest WhenFull = iota
+	// RejectNew refuses new records with ErrFull: the oldest data is kept.
+	RejectNew
+)
+
+func (w WhenFull) String() string {
+	switch w {
+	case DropOldest:
+		return "drop_oldest"
+	case RejectNew:
+		return "reject_new"
+	}
+	return fmt.Sprintf("WhenFull(%d)", int(w))
+}
+
+// Options configure a Spool.
+type Options struct {
+	// Path is the bbolt file. Next to it live <Path>.seq (the seq
+	// reservation) and, after a recovery, <Path>.corrupt-<time>.
+	Path string
+	// MaxBytes bounds the size of the records held, each counted as its
+	// encoded form plus 8 bytes for its seq. Default 1 GiB.
+	MaxBytes int64
+	// WhenFull chooses between dropping the oldest records (default) and
+	// rejecting new ones.
+	WhenFull WhenFull
+	// CommitInterval is the longest an appended record without a done
+	// callback waits for its commit: the window of readings a power cut can
+	// lose. Shorter means more fsyncs. Default 200ms.
+	CommitInterval time.Duration
+	// Clock times CommitInterval and names corrupt files. Default: the real
+	// clock.
+	Clock clockwork.Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics is required.
+	Metrics *metrics.Set
+}
+
+var (
+	// ErrFull is returned by Append when the record does not fit (RejectNew,
+	// or the in-memory bound while commits fail).
+	ErrFull = errors.New("buffer: spool full")
+	// ErrClosed is returned once Run has returned or Close was called.
+	ErrClosed = errors.New("buffer: spool closed")
+)
+
+const (
+	defaultMaxBytes       = 1 << 30
+	defaultCommitInterval = 200 * time.Millisecond
+	// maxBatchRecords makes the committer commit at once, keeping one
+	// transaction's memory and latency in check at high rates.
+	maxBatchRecords = 8192
+	// maxPendingBytes bounds what waits in memory while the disk stalls or
+	// commits fail.
+	maxPendingBytes = 32 << 20
+)
+
+type runState int
+
+const (
+	runIdle runState = iota
+	runRunning
+	runDone
+)
+
+// Spool is the bbolt store-and-forward buffer. See the package comment for
+// its promises.
+type Spool struct {
+	opts      Options
+	db        *bbolt.DB
+	seqPath   string
+	recovered string
+	log       *slog.Logger
+	clock     clockwork.Clock
+	m         *metrics.Set
+	dropOld   prometheus.Counter
+	dropRej   prometheus.Counter
+	malformed prometheus.Counter
+
+	kick    chan struct{} // capacity 1: something for the committer to look at
+	runDone chan struct{}
+
+	// txMu serialises the spool's write transactions with the publication
+	// of their result in st, so each starts from the state the last left.
+	txMu     sync.Mutex
+	reserved uint64 // the side file's reservation; under txMu
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu         sync.Mutex
+	closed     bool
+	run        runState
+	nextSeq    uint64
+	pend       *batch // appended, waiting for the next commit
+	spare      *batch // the other buffer, reused once its commit is done
+	inflight   int64  // bytes of the batch being committed
+	urgent     bool   // a done callback or a Flush is waiting
+	badThrough uint64 // undecodable records up to here are counted
+	st         state
+	changed    chan struct{} // closed and replaced whenever st changes
+}
+
+// Append gives rec the next seq and queues it for the next group commit. It
+// never waits for the disk. done, if not nil, is called from the committer
+// goroutine, in seq order, once the transaction holding rec is durable; it
+// must be quick, for it holds up the next commit. A record with a done
+// callback is committed at once. On error (ErrFull, ErrClosed) rec is not
+// stored, no seq is used and done is never called.
+func (s *Spool) Append(rec reading.Record, done func()) (uint64, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrClosed
+	}
+	p := s.pend
+	start := len(p.buf)
+	p.buf = append(p.buf, 0) // the chunk's length prefix: one byte for most records
+	p.buf = rec.AppendBinary(p.buf)
+	n := len(p.buf) - start - 1
+	if n < 0x80 {
+		p.buf[start] = byte(n)
+	} else {
+		p.buf = widenPrefix(p.buf, start, n)
+	}
+	size := int64(keyLen + n)
+	waiting := p.bytes + s.inflight + size
+	if waiting > maxPendingBytes || s.opts.WhenFull == RejectNew && s.st.bytes+waiting > s.opts.MaxBytes {
+		p.buf = p.buf[:start]
+		s.mu.Unlock()
+		s.dropRej.Inc()
+		return 0, ErrFull
+	}
+	seq := s.nextSeq
+	s.nextSeq++
+	wake := false
+	if len(p.ends) == 0 {
+		p.first, p.oldestAt, wake = seq, s.clock.Now(), true
+	}
+	p.ends = append(p.ends, len(p.buf))
+	p.bytes += size
+	if done != nil {
+		p.dones = append(p.dones, done)
+		wake = wake || !s.urgent
+		s.urgent = true
+	}
+	if len(p.ends) == maxBatchRecords {
+		wake = true
+	}
+	s.mu.Unlock()
+	if wake {
+		s.wake()
+	}
+	return seq, nil
+}
+
+// widenPrefix makes room for the uvarint length n of the record encoded at
+// buf[start+1:], which did not fit the one byte reserved for it.
+func widenPrefix(buf []byte, start, n int) []byte {
+	var tmp [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(tmp[:], uint64(n))
+	buf = append(buf, tmp[1:k]...) // grow by k-1; the bytes are overwritten
+	copy(buf[start+k:], buf[start+1:start+1+n])
+	copy(buf[start:], tmp[:k])
+	return buf
+}
+
+func (s *Spool) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Flush commits everything appended before the call and waits for it. It
+// returns ErrClosed if the spool stopped without committing it.
+func (s *Spool) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	target := s.nextSeq - 1
+	for s.st.last < target {
+		if s.run == runDone || s.closed && s.run == runIdle {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		s.urgent = true
+		ch := s.changed
+		s.mu.Unlock()
+		s.wake()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// WaitCommitted returns nil as soon as a committed record with seq > after
+// is in the spool (at once if one already is), or ctx.Err().
+func (s *Spool) WaitCommitted(ctx context.Context, after uint64) error {
+	s.mu.Lock()
+	for s.st.records() == 0 || s.st.last <= after {
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Stats describe the spool at one moment.
+type Stats struct {
+	Records  int64     // committed records held
+	Bytes    int64     // their encoded size, what MaxBytes bounds
+	FirstSeq uint64    // seq of the oldest record held; 0 when empty
+	LastSeq  uint64    // highest seq ever committed (kept after acks and restarts)
+	NextSeq  uint64    // the seq the next Append gets
+	Pending  int       // appended records not yet committed
+	OldestTS time.Time // time of the oldest record's reading, alert or event; zero when empty
+}
+
+// Stats returns the spool's current counts. It does not touch the disk.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{
+		Records: s.st.records(), Bytes: s.st.bytes, FirstSeq: s.st.first(), LastSeq: s.st.last,
+		NextSeq: s.nextSeq, Pending: len(s.pend.ends), OldestTS: s.st.oldestTS,
+	}
+}
+
+// Close stops the spool and closes the bbolt file. Call it after Run has
+// returned; called earlier it makes Run commit what is pending and return,
+// and waits for that. Without Run ever started, it commits what was
+// appended itself.
+func (s *Spool) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		run := s.run
+		var b *batch
+		if run == runIdle && len(s.pend.ends) > 0 {
+			b = s.take()
+		}
+		s.mu.Unlock()
+		s.wake()
+		var err error
+		if run != runIdle {
+			<-s.runDone
+		} else if b != nil {
+			err = s.commit(b)
+		}
+		s.closeErr = errors.Join(err, s.db.Close())
+	})
+	return s.closeErr
+}

@@ -1,0 +1,361 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/edgegw/edgegw/gateway/reading"
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// On disk, the records bucket holds chunks: the key is the 8-byte
+// big-endian seq of the chunk's first record, the value the records of a run
+// of consecutive seqs, each as a uvarint length and its reading.AppendBinary
+// form. A group commit writes its records as chunks of about chunkTarget
+// bytes. One bbolt Put per record costs 1.5-3.5 µs (a cursor seek from the
+// root, a key copy, node growth), which caps a spool at ~300k records/s; a
+// Put per chunk leaves little more than a copy per record.
+var (
+	recordsBucket = []byte("records")
+	metaBucket    = []byte("meta")
+	stateKey      = []byte("state")
+)
+
+// chunkTarget stays within four bbolt pages, so that a chunk is a small
+// contiguous allocation and a partly acknowledged chunk wastes little.
+const chunkTarget = 16 << 10
+
+// The state value: a magic, the next seq, the acknowledged-through
+// watermark and the byte total, rewritten in every transaction that changes
+// any of them, so that Open knows them without scanning. The records held
+// are exactly the seqs acked+1 .. next-1: appends take seqs in order and
+// acknowledgements and drops only ever move acked forward. A chunk is
+// deleted once acked reaches its last record.
+const (
+	stateMagic = "EGS2"
+	stateSize  = 4 + 8 + 8 + 8
+	keyLen     = 8
+)
+
+// state is the committed content of the spool.
+type state struct {
+	last     uint64 // highest seq ever committed; the next seq is last+1
+	acked    uint64 // every seq <= acked is gone (acknowledged or dropped)
+	bytes    int64  // sum over the records held of keyLen + encoded size
+	oldestTS time.Time
+}
+
+func (st *state) records() int64 { return int64(st.last - st.acked) }
+
+// first is the seq of the oldest record held, 0 when empty.
+func (st *state) first() uint64 {
+	if st.last == st.acked {
+		return 0
+	}
+	return st.acked + 1
+}
+
+func encodeState(st *state) []byte {
+	b := make([]byte, 0, stateSize)
+	b = append(b, stateMagic...)
+	b = binary.BigEndian.AppendUint64(b, st.last+1)
+	b = binary.BigEndian.AppendUint64(b, st.acked)
+	return binary.BigEndian.AppendUint64(b, uint64(st.bytes))
+}
+
+func putState(tx *bbolt.Tx, st *state) error {
+	return tx.Bucket(metaBucket).Put(stateKey, encodeState(st))
+}
+
+func decodeState(v []byte) (state, error) {
+	if len(v) != stateSize || string(v[:4]) != stateMagic {
+		return state{}, corrupt("garbled metadata %x", v)
+	}
+	next := binary.BigEndian.Uint64(v[4:])
+	st := state{acked: binary.BigEndian.Uint64(v[12:]), bytes: int64(binary.BigEndian.Uint64(v[20:]))}
+	if next == 0 || st.acked >= next || st.bytes < 0 {
+		return state{}, corrupt("impossible metadata next=%d acked=%d bytes=%d", next, st.acked, st.bytes)
+	}
+	st.last = next - 1
+	return st, nil
+}
+
+func seqKey(dst []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(dst, seq) }
+
+// walkChunk calls fn for each record of the chunk v whose first seq is
+// first, until fn returns false. It returns errChunk if the lengths do not
+// add up (after calling fn for the records before the damage).
+func walkChunk(first uint64, v []byte, fn func(seq uint64, rec []byte) bool) error {
+	for seq := first; len(v) > 0; seq++ {
+		n, k := binary.Uvarint(v)
+		if k <= 0 || n > uint64(len(v)-k) {
+			return errChunk
+		}
+		rec := v[k : k+int(n)]
+		v = v[k+int(n):]
+		if !fn(seq, rec) {
+			return nil
+		}
+	}
+	return nil
+}
+
+var errChunk = errors.New("garbled chunk")
+
+// corruptError marks a spool file that must be moved aside.
+type corruptError struct{ why string }
+
+func (e *corruptError) Error() string { return "corrupt spool file: " + e.why }
+
+func corrupt(format string, args ...any) error {
+	return &corruptError{why: fmt.Sprintf(format, args...)}
+}
+
+// isCorrupt tells corruption apart from trouble that moving the file aside
+// would not cure and might make worse: a file locked by a running gateway, a
+// permission problem, a full or read-only disk.
+func isCorrupt(err error) bool {
+	var ce *corruptError
+	if errors.As(err, &ce) {
+		return true
+	}
+	for _, e := range []error{berrors.ErrTimeout, fs.ErrPermission, fs.ErrNotExist,
+		syscall.ENOSPC, syscall.EROFS, syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// guard turns a panic, and (through SetPanicOnFault) a fault on bbolt's
+// memory map such as SIGBUS past the end of a truncated file, into a
+// corruptError, so that a bad page costs a recovery instead of the process.
+// Use as: defer guard(&err)().
+func guard(err *error) func() {
+	old := debug.SetPanicOnFault(true)
+	return func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			*err = corrupt("panic: %v", r)
+		}
+	}
+}
+
+// lockTimeout bounds the wait for the file lock, held by another gateway
+// process on the same file; a variable so that the test need not wait long.
+var lockTimeout = 5 * time.Second
+
+// openBolt opens the file with the options the spool relies on.
+//
+// NoFreelistSync is deliberately off: with it, bbolt rebuilds the freelist
+// at Open by walking every page in a goroutine of its own, where a corrupt
+// page crashes the process beyond any recover (a crash loop), and Open costs
+// a read of the whole file. PreLoadFreelist reads the freelist here, under
+// guard, rather than in the first commit.
+func openBolt(path string) (db *bbolt.DB, err error) {
+	defer guard(&err)()
+	return bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         lockTimeout,
+		FreelistType:    bbolt.FreelistMapType,
+		PreLoadFreelist: true,
+	})
+}
+
+// loadState reads and checks the spool's metadata. fresh is true for a file
+// that holds no spool yet (new, or created by a crash before the first
+// commit).
+func loadState(db *bbolt.DB) (st state, fresh bool, err error) {
+	defer guard(&err)()
+	info, err := os.Stat(db.Path())
+	if err != nil {
+		return st, false, err
+	}
+	err = db.View(func(tx *bbolt.Tx) error {
+		if info.Size() < tx.Size() {
+			return corrupt("file is %d bytes, its metadata says %d", info.Size(), tx.Size())
+		}
+		meta, recs := tx.Bucket(metaBucket), tx.Bucket(recordsBucket)
+		if meta == nil {
+			if recs == nil || firstKey(recs) == nil {
+				fresh = true
+				return nil
+			}
+			return corrupt("records without metadata")
+		}
+		var err error
+		if st, err = decodeState(meta.Get(stateKey)); err != nil {
+			return err
+		}
+		if recs == nil {
+			return corrupt("records bucket missing")
+		}
+		c := recs.Cursor()
+		fk, _ := c.First()
+		lk, _ := c.Last()
+		if (fk == nil) != (st.records() == 0) {
+			return corrupt("metadata says %d records, the bucket disagrees", st.records())
+		}
+		if fk == nil {
+			return nil
+		}
+		if len(fk) != keyLen || len(lk) != keyLen ||
+			binary.BigEndian.Uint64(fk) > st.acked+1 || binary.BigEndian.Uint64(lk) > st.last {
+			return corrupt("chunks %x..%x do not hold seqs %d..%d", fk, lk, st.acked+1, st.last)
+		}
+		if end := lastSeq(c); end != st.last {
+			return corrupt("the last chunk ends at seq %d, metadata says %d", end, st.last)
+		}
+		refreshOldest(recs, &st)
+		return nil
+	})
+	return st, fresh, err
+}
+
+// lastSeq returns the seq of the last record of the last chunk, or 0 if
+// that chunk does not parse.
+func lastSeq(c *bbolt.Cursor) uint64 {
+	k, v := c.Last()
+	var last uint64
+	if walkChunk(binary.BigEndian.Uint64(k), v, func(seq uint64, _ []byte) bool { last = seq; return true }) != nil {
+		return 0
+	}
+	return last
+}
+
+func firstKey(b *bbolt.Bucket) []byte {
+	k, _ := b.Cursor().First()
+	return k
+}
+
+// initState creates the buckets of a fresh spool whose first seq is next.
+func initState(db *bbolt.DB, next uint64) (st state, err error) {
+	defer guard(&err)()
+	st = state{last: next - 1, acked: next - 1}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{recordsBucket, metaBucket} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return putState(tx, &st)
+	})
+	return st, err
+}
+
+// moveAside renames a corrupt file to <path>.corrupt-<UTC time>, adding a
+// counter in the rare case that two recoveries fall in the same second.
+func moveAside(path string, now time.Time) (string, error) {
+	base := path + ".corrupt-" + now.UTC().Format("20060102T150405Z")
+	dst := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		dst = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return "", err
+	}
+	return dst, syncDir(filepath.Dir(path))
+}
+
+// recordTime is the time of a record's reading, alert transition or event,
+// or zero if the value does not decode.
+func recordTime(v []byte) time.Time {
+	rec, err := reading.DecodeRecord(v)
+	if err != nil {
+		return time.Time{}
+	}
+	switch rec.Kind {
+	case reading.KindAlert:
+		return rec.Alert.TS
+	case reading.KindEvent:
+		if !rec.Event.End.IsZero() {
+			return rec.Event.End
+		}
+		return rec.Event.Start
+	}
+	return rec.Reading.TS
+}
+
+// refreshOldest sets st.oldestTS from the oldest record held.
+func refreshOldest(b *bbolt.Bucket, st *state) {
+	st.oldestTS = time.Time{}
+	if st.records() == 0 {
+		return
+	}
+	k, v := b.Cursor().First()
+	if len(k) != keyLen {
+		return
+	}
+	_ = walkChunk(binary.BigEndian.Uint64(k), v, func(seq uint64, rec []byte) bool {
+		if seq <= st.acked {
+			return true
+		}
+		st.oldestTS = recordTime(rec)
+		return false
+	})
+}
+
+// dropFront removes records from the front of the spool, oldest first, up
+// to the first one for which keep is true, deleting each chunk once all its
+// records are gone. It returns how many records it removed and how many of
+// those were in a chunk too garbled to parse.
+func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64) bool) (n, garbled int, err error) {
+	c := b.Cursor()
+	for st.records() > 0 && !keep(st.acked+1) {
+		k, v := c.First()
+		if len(k) != keyLen {
+			return n, garbled, corrupt("chunk key %x", k)
+		}
+		stopped := false
+		werr := walkChunk(binary.BigEndian.Uint64(k), v, func(seq uint64, rec []byte) bool {
+			if seq <= st.acked {
+				return true
+			}
+			if keep(seq) {
+				stopped = true
+				return false
+			}
+			st.acked = seq
+			st.bytes -= int64(keyLen + len(rec))
+			n++
+			return true
+		})
+		if stopped {
+			break
+		}
+		if werr != nil {
+			// The record boundaries are lost, but the next chunk's key still
+			// says where this one ends. The byte total loses the length
+			// prefixes' worth of accuracy, about a byte a record.
+			last := st.last
+			if nk, _ := c.Next(); len(nk) == keyLen {
+				last = binary.BigEndian.Uint64(nk) - 1
+			}
+			lost := int64(last - st.acked)
+			st.bytes -= int64(len(v)) + lost*(keyLen-1)
+			n += int(lost)
+			garbled += int(lost)
+			st.acked = last
+			c.First()
+		}
+		if err := c.Delete(); err != nil {
+			return n, garbled, err
+		}
+	}
+	if st.records() == 0 {
+		st.bytes = 0 // no drift survives an empty spool
+	}
+	refreshOldest(b, st)
+	return n, garbled, nil
+}
