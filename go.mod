@@ -9,15 +9,11 @@ require (
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/prometheus/client_golang v1.25.0
 	github.com/segmentio/kafka-go v0.4.51
-	github.com/tarm/serial v0.0.0-20180830185346-98f6abe2eb07
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	go.etcd.io/bbolt v1.5.0
 	go.yaml.in/yaml/v3 v3.0.5
-	periph.io/x/conn/v3 v3.7.3
-	periph.io/x/devices/v3 v3.7.4
-	periph.io/x/host/v3 v3.8.5
 )
 
 require (

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func edgegw(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCheckValidPrintsResolvedSensors(t *testing.T) {
+	p := write(t, `gateway: {id: gw-1}
+uplink: {kafka: {brokers: ["k:9092"]}}
+sensors:
+  - {id: press_temp, driver: mqtt, topic: line1/press/temp, value: "$.value", unit: C}
+  - {id: press_running, driver: sim, signal: running}
+rules:
+  - {name: hot, expr: "press_temp > 80", for: 10s}
+`)
+	code, out, errs := edgegw("check", "--config", p)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"valid; gateway gw-1, 2 sensors, 1 rules",
+		"press_temp: {driver: mqtt, topic: line1/press/temp, unit: C, value: $.value}",
+		"press_running: {driver: sim, interval: 1s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCheckInvalidListsEveryProblem(t *testing.T) {
+	p := write(t, `gateway: {id: gw-1}
+uplink: {kafka: {brokers: ["k:9092"]}}
+sensors:
+  - {id: press_temp, driver: mqtt, topic: line1/press/temp}
+  - {id: oven, driver: profibus}
+  - {id: press_temp, driver: mqtt, topic: x}
+rules:
+  - {name: hot, expr: "press_tmp > 80"}
+  - {name: broken, expr: "press_temp >"}
+`)
+	code, out, errs := edgegw("check", "--config", p)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; stdout %s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	wantPrefixes := []string{
+		p + `:5: sensors[1].driver: unknown driver "profibus"`,
+		p + `:6: sensors[2].id: duplicate sensor id "press_temp" (first at line 4)`,
+		p + `:8: rules[0].expr: unknown sensor "press_tmp"`,
+		p + `:9: rules[1].expr: `,
+	}
+	if len(lines) != len(wantPrefixes) {
+		t.Fatalf("got %d problems, want %d:\n%s", len(lines), len(wantPrefixes), errs)
+	}
+	for i, w := range wantPrefixes {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("problem %d:\n got %s\nwant %s...", i, lines[i], w)
+		}
+	}
+}
+
+func TestCheckUsage(t *testing.T) {
+	if code, _, _ := edgegw("check"); code != 2 {
+		t.Errorf("check without --config: exit %d", code)
+	}
+	if code, _, errs := edgegw("check", "--config", "/nonexistent.yaml"); code != 1 || !strings.Contains(errs, "no such file") {
+		t.Errorf("missing file: exit %d: %s", code, errs)
+	}
+	if code, _, _ := edgegw("frobnicate"); code != 2 {
+		t.Errorf("unknown command: exit %d", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := edgegw("version")
+	if code != 0 || !strings.HasPrefix(out, "edgegw ") || !strings.Contains(out, runtime.GOOS+"/"+runtime.GOARCH) || !strings.Contains(out, "commit ") {
+		t.Errorf("version: exit %d: %q", code, out)
+	}
+}

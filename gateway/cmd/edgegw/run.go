@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/edgegw/edgegw/gateway"
+	"github.com/edgegw/edgegw/gateway/config"
+)
+
+func configFlag(name string, args []string, stderr io.Writer) (string, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "gateway config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return "", 2
+	}
+	if *path == "" {
+		fmt.Fprintf(stderr, "edgegw %s: --config FILE is required\n", name)
+		return "", 2
+	}
+	return *path, 0
+}
+
+// load reads and checks a config; it prints the problems and returns the
+// exit code when the file is unusable.
+func load(path string, stderr io.Writer) (*config.Config, int) {
+	c, err := gateway.Load(path)
+	if err == nil {
+		return c, 0
+	}
+	if gateway.IsInvalid(err) {
+		fmt.Fprintln(stderr, err)
+		return nil, 2
+	}
+	fmt.Fprintf(stderr, "edgegw: %v\n", err)
+	return nil, 1
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	path, code := configFlag("run", args, stderr)
+	if code != 0 {
+		return code
+	}
+	c, code := load(path, stderr)
+	if code != 0 {
+		return code
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
+	slog.SetDefault(logger)
+	g, err := gateway.New(c, gateway.Options{Logger: logger, Version: version})
+	if err != nil {
+		logger.Error("cannot start", "config", path, "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := g.Run(ctx); err != nil {
+		logger.Error("exited with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("EDGEGW_LOG_LEVEL"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	path, code := configFlag("check", args, stderr)
+	if code != 0 {
+		return code
+	}
+	c, code := load(path, stderr)
+	if code != 0 {
+		return code
+	}
+	// The resolved sensor map: every sensor by id with its defaults filled
+	// in, only the fields that are set.
+	sensors := map[string]map[string]any{}
+	for _, s := range c.Sensors {
+		var m map[string]any
+		b, _ := yaml.Marshal(s)
+		_ = yaml.Unmarshal(b, &m)
+		for k, v := range m {
+			if isZero(v) {
+				delete(m, k)
+			}
+		}
+		delete(m, "id")
+		sensors[s.ID] = m
+	}
+	ids := make([]string, 0, len(sensors))
+	for id := range sensors {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	fmt.Fprintf(stdout, "# %s: valid; gateway %s, %d sensors, %d rules, %d machines\n",
+		path, c.Gateway.ID, len(c.Sensors), len(c.Rules), len(c.Machines))
+	out := yaml.Node{Kind: yaml.MappingNode}
+	for _, id := range ids {
+		var v yaml.Node
+		_ = v.Encode(sensors[id])
+		v.Style = yaml.FlowStyle
+		out.Content = append(out.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: id}, &v)
+	}
+	doc := yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: "sensors"}, &out}}
+	enc := yaml.NewEncoder(stdout)
+	enc.SetIndent(2)
+	_ = enc.Encode(&doc)
+	_ = enc.Close()
+	return 0
+}
+
+func isZero(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == "" || x == "0s"
+	case int:
+		return x == 0
+	case float64:
+		return x == 0
+	case bool:
+		return !x
+	}
+	return false
+}

@@ -1,0 +1,286 @@
+// Package gateway wires edgegw together and owns its lifecycle: drivers feed
+// readings into the pipeline goroutine, which shows them to the rules and
+// appends them (and the alert transitions they cause) to the spool; the
+// uplink drains the spool to Kafka; the HTTP server shows the state.
+//
+// Shutdown is one cancelled context, carried out in the order that loses
+// nothing: drivers stop taking input, the pipeline drains into the spool,
+// the spool commits (which acknowledges MQTT messages), the uplink gets a
+// bounded time to flush, then the HTTP server stops.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/edgegw/edgegw/buffer"
+	"github.com/edgegw/edgegw/drivers"
+	"github.com/edgegw/edgegw/gateway/alertmqtt"
+	"github.com/edgegw/edgegw/gateway/config"
+	"github.com/edgegw/edgegw/gateway/httpapi"
+	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
+	"github.com/edgegw/edgegw/rules"
+	"github.com/edgegw/edgegw/uplink"
+)
+
+// Options are the gateway's settings that do not come from the config file.
+type Options struct {
+	Clock        clockwork.Clock // default: the real clock
+	Logger       *slog.Logger    // default: slog.Default()
+	Version      string
+	FlushTimeout time.Duration // how long the uplink may flush on stop; default 5s
+	TickInterval time.Duration // rules evaluated with no new readings; default 1s
+	// InputQueue is how many readings may wait for the pipeline goroutine
+	// before drivers block; default 4096.
+	InputQueue int
+}
+
+// Gateway is one running edgegw.
+type Gateway struct {
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	clock   clockwork.Clock
+	metrics *metrics.Set
+
+	spool   *buffer.Spool
+	uplink  *uplink.Uplink
+	engine  *rules.Engine
+	alerts  *alertmqtt.Publisher // nil without alerts.mqtt_topic
+	drivers []namedDriver
+	sensors *sensorTable
+	http    *httpapi.Server
+
+	in    chan item
+	ready atomic.Bool
+}
+
+type namedDriver struct {
+	name string
+	d    drivers.Driver
+}
+
+// item is one reading on its way from a driver to the pipeline goroutine.
+type item struct {
+	r   reading.Reading
+	ack func()
+}
+
+// New builds a gateway from a checked config: it opens the spool and binds
+// the HTTP port, so that a file it cannot write or a port already taken
+// fails here, before anything runs.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = 5 * time.Second
+	}
+	if opts.TickInterval <= 0 {
+		opts.TickInterval = time.Second
+	}
+	if opts.InputQueue <= 0 {
+		opts.InputQueue = 4096
+	}
+	g := &Gateway{cfg: cfg, opts: opts, log: opts.Logger, clock: opts.Clock, metrics: metrics.New()}
+	g.in = make(chan item, opts.InputQueue)
+	g.sensors = newSensorTable(cfg.Sensors, g.metrics)
+
+	ok := false
+	defer func() {
+		if !ok {
+			g.closeAll()
+		}
+	}()
+	if err := g.openSpool(); err != nil {
+		return nil, err
+	}
+	var err error
+	if g.engine, err = rules.New(cfg, g.metrics, g.clock.Now()); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	if g.uplink, err = newUplink(cfg, g.spool, g.clock, g.log, g.metrics); err != nil {
+		return nil, fmt.Errorf("uplink: %w", err)
+	}
+	if err := g.buildDrivers(); err != nil {
+		return nil, err
+	}
+	if cfg.Alerts.MQTTTopic != "" {
+		g.alerts, err = alertmqtt.New(cfg.MQTT, cfg.Gateway.ID, cfg.Alerts.MQTTTopic, g.log, g.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("alerts: %w", err)
+		}
+	}
+	if g.http, err = httpapi.Listen(g.httpOptions()); err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	ok = true
+	g.ready.Store(true)
+	return g, nil
+}
+
+func (g *Gateway) openSpool() error {
+	b := g.cfg.Buffer
+	if err := os.MkdirAll(filepath.Dir(b.Path), 0o750); err != nil {
+		return fmt.Errorf("buffer.path: %w", err)
+	}
+	when := buffer.DropOldest
+	if b.WhenFull == config.RejectNew {
+		when = buffer.RejectNew
+	}
+	s, err := buffer.Open(buffer.Options{
+		Path: b.Path, MaxBytes: int64(b.MaxBytes), WhenFull: when,
+		CommitInterval: b.CommitInterval.D(), Clock: g.clock, Logger: g.log, Metrics: g.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("buffer %s: %w", b.Path, err)
+	}
+	g.spool = s
+	return nil
+}
+
+// buildDrivers starts one driver per driver kind the config names, in the
+// order the kinds first appear.
+func (g *Gateway) buildDrivers() error {
+	byDriver := map[string][]config.Sensor{}
+	var kinds []string
+	for _, s := range g.cfg.Sensors {
+		if _, seen := byDriver[s.Driver]; !seen {
+			kinds = append(kinds, s.Driver)
+		}
+		byDriver[s.Driver] = append(byDriver[s.Driver], s)
+	}
+	for _, kind := range kinds {
+		f, ok := drivers.Lookup(kind)
+		if !ok {
+			return fmt.Errorf("driver %q is not built into this binary", kind)
+		}
+		env := drivers.Env{Gateway: g.cfg.Gateway, MQTT: g.cfg.MQTT, Clock: g.clock,
+			Logger: g.log.With("driver", kind), Metrics: g.metrics}
+		d, err := f.New(env, byDriver[kind])
+		if err != nil {
+			return fmt.Errorf("driver %s: %w", kind, err)
+		}
+		g.drivers = append(g.drivers, namedDriver{kind, d})
+	}
+	return nil
+}
+
+// Addr is the HTTP server's bound address.
+func (g *Gateway) Addr() string { return g.http.Addr() }
+
+// Metrics gives tests and the CLI the gateway's metric handles.
+func (g *Gateway) Metrics() *metrics.Set { return g.metrics }
+
+// Run runs the gateway until ctx is done, then stops it in order (see the
+// package comment) and returns nil after a clean stop.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.closeAll()
+	bg := context.Background()
+	httpCtx, stopHTTP := context.WithCancel(bg)
+	upCtx, stopUplink := context.WithCancel(bg)
+	spoolCtx, stopSpool := context.WithCancel(bg)
+	driverCtx, stopDrivers := context.WithCancel(ctx)
+	defer stopHTTP()
+	defer stopUplink()
+	defer stopSpool()
+	defer stopDrivers()
+
+	var errMu sync.Mutex
+	var firstErr error
+	fail := func(part string, err error) {
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		g.log.Error("stopped with an error", "part", part, "err", err)
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", part, err)
+		}
+		errMu.Unlock()
+	}
+	var httpWG, upWG, spoolWG, pipeWG, drvWG sync.WaitGroup
+	httpWG.Go(func() { fail("http", g.http.Run(httpCtx)) })
+	spoolWG.Go(func() { fail("spool", g.spool.Run(spoolCtx)) })
+	upWG.Go(func() { fail("uplink", g.uplink.Run(upCtx)) })
+	if g.alerts != nil {
+		upWG.Go(func() { fail("alerts", g.alerts.Run(upCtx)) })
+	}
+	if moved := g.spool.Recovered(); moved != "" {
+		g.raise("edgegw_spool_corrupt", "critical", "The buffer file was corrupt and was moved aside to "+moved+"; a fresh one was started")
+	}
+	pipeWG.Go(g.pipeline)
+	for _, nd := range g.drivers {
+		drvWG.Go(func() { fail("driver "+nd.name, nd.d.Run(driverCtx, sink{g})) })
+	}
+	g.log.Info("gateway running", "gateway", g.cfg.Gateway.ID, "http", g.http.Addr(),
+		"sensors", len(g.cfg.Sensors), "rules", len(g.cfg.Rules), "spool", g.cfg.Buffer.Path)
+
+	// A driver that stops on its own (an error retrying cannot fix) does
+	// not stop the gateway: the others go on, and the error is logged.
+	<-ctx.Done()
+	g.log.Info("stopping")
+	g.ready.Store(false)
+	stopDrivers()
+	drvWG.Wait()
+	close(g.in) // no driver sends any more
+	pipeWG.Wait()
+	stopSpool() // the spool commits what the pipeline appended, then returns
+	spoolWG.Wait()
+	g.flushUplink()
+	stopUplink()
+	upWG.Wait()
+	stopHTTP()
+	httpWG.Wait()
+	st := g.spool.Stats()
+	g.log.Info("stopped", "spool_records", st.Records, "next_seq", st.NextSeq)
+	return firstErr
+}
+
+// flushUplink gives the uplink up to FlushTimeout to empty the spool. It
+// waits on real time: the bound is for the operator waiting on systemctl
+// stop, not a duration of the plant's.
+func (g *Gateway) flushUplink() {
+	deadline := time.Now().Add(g.opts.FlushTimeout)
+	for g.spool.Stats().Records > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := g.spool.Stats().Records; n > 0 {
+		g.log.Warn("uplink did not flush in time; records stay in the spool for the next start",
+			"records", n, "timeout", g.opts.FlushTimeout)
+	}
+}
+
+func (g *Gateway) closeAll() {
+	if g.spool != nil {
+		if err := g.spool.Close(); err != nil {
+			g.log.Error("closing the spool", "err", err)
+		}
+		g.spool = nil
+	}
+}
+
+// sink is the drivers' view of the gateway.
+type sink struct{ g *Gateway }
+
+func (s sink) Emit(ctx context.Context, r reading.Reading, ack func()) error {
+	select {
+	case s.g.in <- item{r, ack}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"errors"
+	"math"
+
+	"github.com/edgegw/edgegw/buffer"
+	"github.com/edgegw/edgegw/gateway/httpapi"
+	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
+)
+
+// pipeline is the one goroutine that owns the rules engine and the order of
+// appends to the spool: each reading is shown to the rules first (alerts do
+// not wait for the uplink), then appended, then its transitions. It returns
+// once g.in is closed and drained.
+func (g *Gateway) pipeline() {
+	tick := g.clock.NewTicker(g.opts.TickInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case it, ok := <-g.in:
+			if !ok {
+				return
+			}
+			g.handle(it)
+		case <-tick.Chan():
+			for _, a := range g.engine.Tick(g.clock.Now()) {
+				g.route(a)
+			}
+		}
+	}
+}
+
+func (g *Gateway) handle(it item) {
+	r := it.r
+	if !g.sensors.update(&r) {
+		g.log.Warn("reading for a sensor the config does not have; dropped", "sensor", r.Sensor)
+		g.metrics.Dropped.WithLabelValues(metrics.DropMalformed).Inc()
+		if it.ack != nil {
+			it.ack()
+		}
+		return
+	}
+	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+		r.Quality = reading.Bad
+	}
+	transitions := g.engine.Observe(r, g.clock.Now())
+	if _, err := g.spool.Append(reading.FromReading(r), it.ack); err != nil {
+		// ErrFull with reject_new: refused and counted by the spool. The
+		// source is acknowledged anyway: a broker redelivering what the
+		// policy refuses would only block its in-flight window.
+		if errors.Is(err, buffer.ErrFull) && it.ack != nil {
+			it.ack()
+		} else if !errors.Is(err, buffer.ErrFull) {
+			g.log.Error("spool append failed", "sensor", r.Sensor, "err", err)
+		}
+	}
+	for _, a := range transitions {
+		g.route(a)
+	}
+}
+
+// route sends an alert transition to every sink: the spool (for Kafka) and
+// the retained MQTT topic.
+func (g *Gateway) route(a reading.Alert) {
+	seq, err := g.spool.Append(reading.FromAlert(a), nil)
+	if err != nil {
+		g.log.Error("alert not spooled", "rule", a.Rule, "state", a.State, "err", err)
+	}
+	if g.alerts != nil {
+		g.alerts.Publish(a, seq)
+	}
+	g.log.Info("alert", "rule", a.Rule, "state", a.State, "severity", a.Severity, "value", a.Value, "message", a.Message)
+}
+
+// raise fires one of the gateway's own alerts (edgegw_<condition>).
+func (g *Gateway) raise(rule, severity, message string) {
+	now := g.clock.Now()
+	g.route(reading.Alert{Rule: rule, State: reading.StateFiring, Severity: severity,
+		Value: math.NaN(), Since: now, TS: now, Message: message})
+}
+
+func (g *Gateway) httpOptions() httpapi.Options {
+	return httpapi.Options{
+		Listen:   g.cfg.HTTP.Listen,
+		Registry: g.metrics.Registry,
+		Logger:   g.log,
+		Sensors:  func() []httpapi.Sensor { return g.sensors.snapshot(g.clock.Now()) },
+		Alerts:   g.alertRows,
+		Health:   g.health,
+	}
+}
+
+func (g *Gateway) alertRows() []httpapi.Alert {
+	st := g.engine.Alerts()
+	out := make([]httpapi.Alert, 0, len(st))
+	for _, s := range st {
+		row := httpapi.Alert{Rule: s.Rule, Expr: s.Expr, State: s.State, Severity: s.Severity,
+			Message: s.Message, Labels: s.Labels}
+		if !s.Since.IsZero() {
+			since := s.Since
+			row.Since = &since
+		}
+		if v := s.Value; !math.IsNaN(v) && !math.IsInf(v, 0) && s.State != "inactive" {
+			row.Value = &v
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+func (g *Gateway) health() httpapi.Health {
+	h := httpapi.Health{Gateway: g.cfg.Gateway.ID, Version: g.opts.Version, Ready: g.ready.Load()}
+	if g.uplink != nil {
+		h.UplinkConnected = g.uplink.Connected()
+	}
+	if sp := g.spool; sp != nil {
+		st := sp.Stats()
+		h.SpoolRecords, h.SpoolBytes = int64(st.Records), int64(st.Bytes)
+	}
+	return h
+}
