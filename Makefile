@@ -41,9 +41,10 @@ check-configs: build
 		echo "ok   $$f"; \
 	done
 
-## bench: the Go benchmarks of the hot paths
+## bench: the Go benchmarks of the hot paths, then end to end (see BENCHMARKS.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./gateway/... ./buffer ./uplink ./rules
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./gateway/reading ./buffer ./uplink ./rules ./drivers/...
+	$(GO) test -run '^$$' -bench 'Ceiling|EndToEnd' -benchtime 30000x -count 3 ./gateway
 
 ## tail: print the readings topic of the demo as it arrives
 tail: build

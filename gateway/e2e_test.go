@@ -61,23 +61,24 @@ type stack struct {
 	kafka  *peers.Kafka
 	broker *peers.Broker
 	dir    string
+	qos    int // the gateway's subscription QoS
 }
 
-func newStack(t *testing.T) *stack {
-	return &stack{kafka: peers.StartKafka(t), broker: peers.StartBroker(t), dir: t.TempDir()}
+func newStack(t testing.TB) *stack {
+	return &stack{kafka: peers.StartKafka(t), broker: peers.StartBroker(t), dir: t.TempDir(), qos: 1}
 }
 
 // config writes a gateway config for the stack with the given sensors and
 // rules sections.
-func (s *stack) config(t *testing.T, sensorsAndRules string) string {
+func (s *stack) config(t testing.TB, sensorsAndRules string) string {
 	t.Helper()
 	y := fmt.Sprintf(`gateway: {id: gw-test-01}
 http: {listen: "127.0.0.1:0"}
 buffer: {path: %s/buffer.db}
-mqtt: {url: %q, client_id: gw-test-01}
+mqtt: {url: %q, client_id: gw-test-01, qos: %d}
 uplink: {kafka: {brokers: [%q], linger: 20ms, compression: zstd}}
 alerts: {mqtt_topic: plant/test/alerts}
-%s`, s.dir, s.broker.URL(), s.kafka.Addr(), sensorsAndRules)
+%s`, s.dir, s.broker.URL(), s.qos, s.kafka.Addr(), sensorsAndRules)
 	p := filepath.Join(s.dir, "gw.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ type running struct {
 	stop func() error
 }
 
-func start(t *testing.T, path string) *running {
+func start(t testing.TB, path string) *running {
 	t.Helper()
 	c, err := gateway.Load(path)
 	if err != nil {

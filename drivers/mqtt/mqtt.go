@@ -131,7 +131,7 @@ func newDriver(env drivers.Env, sensors []config.Sensor, t timing) (*Driver, err
 	if d.env.Metrics == nil {
 		d.env.Metrics = metrics.New()
 	}
-	d.log = d.env.Logger.With("driver", Name)
+	d.log = d.env.Logger // the gateway names the driver in it
 	d.limit = newLogLimiter(d.env.Clock, t.logEvery)
 
 	var list []*sensor
