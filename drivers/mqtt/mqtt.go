@@ -65,6 +65,10 @@ type timing struct {
 	maxReconnect time.Duration // cap of paho's doubling reconnect backoff
 	ackGrace     time.Duration // how long a stop waits for the spool's acks
 	logEvery     time.Duration // at most one bad-payload line per sensor this often
+	// connectTimeout bounds one connection attempt, CONNACK included: a
+	// broker that accepts the TCP connection but never answers (one being
+	// shut down, say) holds the reconnect that long.
+	connectTimeout time.Duration
 }
 
 var defaultTiming = timing{
@@ -72,8 +76,9 @@ var defaultTiming = timing{
 	maxReconnect: 10 * time.Second,
 	// Long enough for several group commits (200ms by default), short
 	// enough not to hold up a SIGTERM noticeably.
-	ackGrace: 5 * time.Second,
-	logEvery: time.Minute,
+	ackGrace:       5 * time.Second,
+	logEvery:       time.Minute,
+	connectTimeout: 10 * time.Second,
 }
 
 // Driver is the running MQTT source. Create it with New (or through the
@@ -195,7 +200,7 @@ func (d *Driver) clientOptions() (*paho.ClientOptions, error) {
 		SetConnectRetry(true).
 		SetConnectRetryInterval(d.timing.connectRetry).
 		SetKeepAlive(keepAlive).
-		SetConnectTimeout(10 * time.Second).
+		SetConnectTimeout(d.timing.connectTimeout).
 		SetWriteTimeout(10 * time.Second)
 	if m.Username != "" {
 		o.SetUsername(m.Username)

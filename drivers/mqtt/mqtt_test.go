@@ -28,6 +28,9 @@ var testTiming = timing{
 	maxReconnect: 100 * time.Millisecond,
 	ackGrace:     200 * time.Millisecond,
 	logEvery:     time.Minute,
+	// Well under waitLong: a reconnect that lands on the broker being
+	// closed gets no CONNACK and must give up and try the new one.
+	connectTimeout: time.Second,
 }
 
 const waitLong = 10 * time.Second

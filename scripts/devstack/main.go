@@ -27,6 +27,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/edgegw/edgegw/drivers/mqtt/mqtttest"
 )
 
 func main() {
@@ -77,7 +79,7 @@ func run(kafkaPort, mqttPort int, dataDir string, partitions int32, verbose, hal
 	if err := broker.Serve(); err != nil {
 		return fmt.Errorf("mqtt on %s: %w", addr, err)
 	}
-	defer broker.Close()
+	defer mqtttest.Stop(broker) // Close alone can deadlock in mochi v2.7.9
 
 	fmt.Printf("devstack: kafka %s (topics plant.readings, plant.alerts, plant.events; data %s)\n", kc.ListenAddrs()[0], dataDir)
 	fmt.Printf("devstack: mqtt  %s\n", addr)

@@ -68,7 +68,7 @@ func (b *Broker) URL() string { return "tcp://" + b.Addr }
 // twice is harmless.
 func (b *Broker) Close() {
 	if b.Server != nil {
-		_ = b.Server.Close()
+		Stop(b.Server)
 		b.Server = nil
 	}
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/edgegw/edgegw/drivers/mqtt/mqtttest"
 )
 
 // Topics are the three topics of DESIGN.md, seeded in every Kafka.
@@ -155,7 +157,7 @@ func StartBrokerOn(t testing.TB, port int) *Broker {
 	}
 	b := &Broker{Server: s}
 	fmt.Sscanf(ln.Address(), "127.0.0.1:%d", &b.Port)
-	t.Cleanup(func() { closeBounded(t, s) })
+	t.Cleanup(func() { mqtttest.Stop(s) })
 	return b
 }
 
@@ -220,20 +222,4 @@ func sensorReadings(httpAddr, sensor string) int {
 		}
 	}
 	return 0
-}
-
-// closeBounded closes a mochi server but gives up after 5 s: under heavy
-// load mochi-mqtt v2.7.9 can block in Close on its clients lock while a
-// client is still attaching, and a test's cleanup must not hang the run.
-func closeBounded(t testing.TB, s *mqtt.Server) {
-	done := make(chan struct{})
-	go func() {
-		_ = s.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Log("mochi-mqtt: Close did not return within 5s; left behind")
-	}
 }
