@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -92,29 +91,12 @@ func values(es []emitted, sensor string) []float64 {
 	return vs
 }
 
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 type harness struct {
 	d    *Driver
 	env  drivers.Env
 	sink *testSink
-	logs *lockedBuffer
+	logs *mqtttest.LogBuffer
 	stop func() // cancels Run and waits for it; safe to call twice
 }
 
@@ -151,7 +133,7 @@ func startDriver(t *testing.T, b *mqtttest.Broker, su setup, sensors ...config.S
 			t.Fatalf("sensor %s: Check: %v", sensors[i].ID, problems)
 		}
 	}
-	logs := &lockedBuffer{}
+	logs := &mqtttest.LogBuffer{}
 	qos := 1
 	if su.qos0 {
 		qos = 0

@@ -42,23 +42,6 @@ func wantJSON(a reading.Alert, seq uint64) string {
 	return string(rec.AppendJSON(nil, "gw-test"))
 }
 
-// logBuffer collects log output written from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startPublisher runs a publisher against url until the test ends.
 func startPublisher(t *testing.T, url string) *Publisher {
@@ -66,9 +49,9 @@ func startPublisher(t *testing.T, url string) *Publisher {
 	return p
 }
 
-func startPublisherLogs(t *testing.T, url string) (*Publisher, *logBuffer) {
+func startPublisherLogs(t *testing.T, url string) (*Publisher, *mqtttest.LogBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &mqtttest.LogBuffer{}
 	p, err := newPublisher(config.MQTT{URL: url, ClientID: "gw-test"}, "gw-test", "plant/line1/alerts",
 		slog.New(slog.NewTextHandler(logs, nil)), metrics.New(), testTiming)
 	if err != nil {

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/edgegw/edgegw/drivers/mqtt/mqtttest"
 	"github.com/edgegw/edgegw/gateway/internal/peers"
 )
 
@@ -58,7 +57,7 @@ sensors:
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer // each process's stderr is copied by its own goroutine
+	var logs mqtttest.LogBuffer // each process's stderr is copied by its own goroutine
 	startGW := func() *exec.Cmd {
 		cmd := exec.Command(bin, "run", "--config", cfg)
 		cmd.Stderr = &logs
@@ -158,19 +157,3 @@ sensors:
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
