@@ -91,7 +91,6 @@ func values(es []emitted, sensor string) []float64 {
 	return vs
 }
 
-
 type harness struct {
 	d    *Driver
 	env  drivers.Env

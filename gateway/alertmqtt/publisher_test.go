@@ -42,7 +42,6 @@ func wantJSON(a reading.Alert, seq uint64) string {
 	return string(rec.AppendJSON(nil, "gw-test"))
 }
 
-
 // startPublisher runs a publisher against url until the test ends.
 func startPublisher(t *testing.T, url string) *Publisher {
 	p, _ := startPublisherLogs(t, url)

@@ -156,4 +156,3 @@ sensors:
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 }
-
