@@ -39,9 +39,12 @@ type Sink interface {
 type Env struct {
 	Gateway config.Gateway
 	MQTT    config.MQTT // the plant-floor broker, for drivers that use it
-	Clock   clockwork.Clock
-	Logger  *slog.Logger
-	Metrics *metrics.Set
+	// StateDir is where a driver may keep small state files that must
+	// survive a restart (a part counter's total): the spool's directory.
+	StateDir string
+	Clock    clockwork.Clock
+	Logger   *slog.Logger
+	Metrics  *metrics.Set
 }
 
 // Driver is a running source for all the sensors of one driver kind.

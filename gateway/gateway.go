@@ -168,7 +168,7 @@ func (g *Gateway) buildDrivers() error {
 		if !ok {
 			return fmt.Errorf("driver %q is not built into this binary", kind)
 		}
-		env := drivers.Env{Gateway: g.cfg.Gateway, MQTT: g.cfg.MQTT, Clock: g.clock,
+		env := drivers.Env{Gateway: g.cfg.Gateway, MQTT: g.cfg.MQTT, StateDir: filepath.Dir(g.cfg.Buffer.Path), Clock: g.clock,
 			Logger: g.log.With("driver", kind), Metrics: g.metrics}
 		d, err := f.New(env, byDriver[kind])
 		if err != nil {

@@ -114,32 +114,46 @@ type Sensor struct {
 	StopFor Duration `yaml:"stop_for"` // mean stop of the simulated machine
 
 	// gpio
-	Pin      string   `yaml:"pin"`
-	Pull     string   `yaml:"pull"`
-	Invert   bool     `yaml:"invert"`
-	Debounce Duration `yaml:"debounce"`
-	Mode     string   `yaml:"mode"`
-	Edge     string   `yaml:"edge"`
+	Pin      string   `yaml:"pin"`      // board name (GPIO17) or number (17)
+	Pull     string   `yaml:"pull"`     // up | down | none (default none)
+	Invert   bool     `yaml:"invert"`   // active low: a low level reads as 1
+	Debounce Duration `yaml:"debounce"` // a level must hold this long to count
+	Mode     string   `yaml:"mode"`     // state (default) | counter
+	Edge     string   `yaml:"edge"`     // counter edges: rising (default) | falling | both
 
 	// i2c
-	Bus     string `yaml:"bus"`
-	Device  string `yaml:"device"`
-	Address int    `yaml:"address"`
-	Channel string `yaml:"channel"`
+	Bus       string  `yaml:"bus"`        // I2C bus name or number, e.g. "1" for /dev/i2c-1
+	Device    string  `yaml:"device"`     // chip: bme280, bmp280, sht3x, sht4x, ads1115, ina219, register
+	Address   int     `yaml:"address"`    // 7-bit address, e.g. 0x76
+	Channel   string  `yaml:"channel"`    // which value of a multi-value chip (temperature, humidity, a0, current, ...)
+	Gain      float64 `yaml:"gain"`       // ads1115 full-scale range in volts (6.144, 4.096, 2.048, ...)
+	ShuntOhms float64 `yaml:"shunt_ohms"` // ina219 shunt resistor
+	Length    int     `yaml:"length"`     // generic register read: bytes to read
+	ByteOrder string  `yaml:"byte_order"` // generic register read: big (default) | little
 
 	// serial and modbus
-	Port    string `yaml:"port"`
-	Baud    int    `yaml:"baud"`
-	Pattern string `yaml:"pattern"`
+	Port     string   `yaml:"port"`      // device path, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...
+	Baud     int      `yaml:"baud"`      // default 9600
+	DataBits int      `yaml:"data_bits"` // default 8
+	Parity   string   `yaml:"parity"`    // none (default) | even | odd
+	StopBits int      `yaml:"stop_bits"` // 1 (default) | 2
+	Timeout  Duration `yaml:"timeout"`   // a request's answer or a read's wait
 
-	// modbus
-	Slave     int     `yaml:"slave"`
-	Register  int     `yaml:"register"`
-	Kind      string  `yaml:"kind"`
-	Type      string  `yaml:"type"`
-	Scale     float64 `yaml:"scale"`
-	Offset    float64 `yaml:"offset"`
-	WordOrder string  `yaml:"word_order"`
+	// serial line protocols
+	Pattern   string `yaml:"pattern"`   // regular expression with a named group
+	Group     string `yaml:"group"`     // the pattern's group carrying this sensor's value; default value
+	Delimiter string `yaml:"delimiter"` // line end; default "\n" (\r is trimmed)
+	Request   string `yaml:"request"`   // sent every interval to devices that answer a poll
+	MaxLine   int    `yaml:"max_line"`  // longer lines are counted and skipped; default 256
+
+	// modbus (and scale/offset for i2c analog inputs)
+	Slave     int     `yaml:"slave"`      // 1..247
+	Register  int     `yaml:"register"`   // 0-based register or coil address
+	Kind      string  `yaml:"kind"`       // holding (default) | input | coil | discrete
+	Type      string  `yaml:"type"`       // int16 | uint16 (default) | int32 | uint32 | float32
+	Scale     float64 `yaml:"scale"`      // value = raw * scale + offset; default scale 1
+	Offset    float64 `yaml:"offset"`     //
+	WordOrder string  `yaml:"word_order"` // 32-bit types: high_first (default) | low_first
 }
 
 // Machine is a machine whose downtime is tracked.
