@@ -139,4 +139,3 @@ func TestCheck(t *testing.T) {
 		t.Errorf("problems in %v, want %s", got, want)
 	}
 }
-
