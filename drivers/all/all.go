@@ -5,6 +5,7 @@
 package all
 
 import (
+	_ "github.com/edgegw/edgegw/drivers/i2c"  // driver: i2c
 	_ "github.com/edgegw/edgegw/drivers/mqtt" // driver: mqtt
 	_ "github.com/edgegw/edgegw/drivers/sim"  // driver: sim
 )
