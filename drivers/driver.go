@@ -62,6 +62,10 @@ type Factory struct {
 	// their defaults. It reports each problem with the field's key (such
 	// as "topic") relative to the sensor.
 	Check func(s *config.Sensor, report func(field, format string, args ...any))
+	// CheckAll, if set, validates what only the sensors of this driver
+	// together can show (two sensors on one pin, different line settings
+	// on one port); it reports by index into sensors. It runs after Check.
+	CheckAll func(sensors []*config.Sensor, report func(i int, field, format string, args ...any))
 	// New builds the driver for all sensors that name it, in config order.
 	New func(env Env, sensors []config.Sensor) (Driver, error)
 }
@@ -126,6 +130,33 @@ func Check(c *config.Config) config.Problems {
 				ps = append(ps, c.Problem(path+"."+field, format, args...))
 			})
 		}
+	}
+	// Then each driver's sensors together, in the order the drivers first
+	// appear.
+	var kinds []string
+	groups := map[string][]int{}
+	for i, s := range c.Sensors {
+		if _, ok := Lookup(s.Driver); !ok {
+			continue
+		}
+		if _, seen := groups[s.Driver]; !seen {
+			kinds = append(kinds, s.Driver)
+		}
+		groups[s.Driver] = append(groups[s.Driver], i)
+	}
+	for _, kind := range kinds {
+		f, _ := Lookup(kind)
+		if f.CheckAll == nil {
+			continue
+		}
+		idx := groups[kind]
+		sensors := make([]*config.Sensor, len(idx))
+		for j, i := range idx {
+			sensors[j] = &c.Sensors[i]
+		}
+		f.CheckAll(sensors, func(j int, field, format string, args ...any) {
+			ps = append(ps, c.Problem(fmt.Sprintf("sensors[%d].%s", idx[j], field), format, args...))
+		})
 	}
 	return ps
 }
