@@ -5,7 +5,8 @@
 package all
 
 import (
-	_ "github.com/edgegw/edgegw/drivers/i2c"  // driver: i2c
-	_ "github.com/edgegw/edgegw/drivers/mqtt" // driver: mqtt
-	_ "github.com/edgegw/edgegw/drivers/sim"  // driver: sim
+	_ "github.com/edgegw/edgegw/drivers/i2c"    // driver: i2c
+	_ "github.com/edgegw/edgegw/drivers/mqtt"   // driver: mqtt
+	_ "github.com/edgegw/edgegw/drivers/serial" // driver: serial
+	_ "github.com/edgegw/edgegw/drivers/sim"    // driver: sim
 )

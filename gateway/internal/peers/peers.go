@@ -204,22 +204,36 @@ func WaitReading(t testing.TB, c paho.Client, httpAddr, topic, payload, sensor s
 }
 
 func sensorReadings(httpAddr, sensor string) int {
-	resp, err := http.Get("http://" + httpAddr + "/api/sensors")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	var rows []struct {
-		ID       string `json:"id"`
-		Readings int    `json:"readings"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&rows) != nil {
-		return 0
-	}
-	for _, r := range rows {
+	for _, r := range sensors(httpAddr) {
 		if r.ID == sensor {
 			return r.Readings
 		}
 	}
 	return 0
+}
+
+// SensorRow is a row of the gateway's /api/sensors.
+type SensorRow struct {
+	ID       string   `json:"id"`
+	Value    *float64 `json:"value"`
+	Readings int      `json:"readings"`
+}
+
+// Sensors reads the gateway's /api/sensors (nil when it does not answer).
+func Sensors(t testing.TB, httpAddr string) []SensorRow {
+	t.Helper()
+	return sensors(httpAddr)
+}
+
+func sensors(httpAddr string) []SensorRow {
+	resp, err := http.Get("http://" + httpAddr + "/api/sensors")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var rows []SensorRow
+	if json.NewDecoder(resp.Body).Decode(&rows) != nil {
+		return nil
+	}
+	return rows
 }
