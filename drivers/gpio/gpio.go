@@ -77,7 +77,7 @@ var pulls = map[string]gpio.Pull{PullUp: gpio.PullUp, PullDown: gpio.PullDown, P
 var edges = map[string]gpio.Edge{EdgeRising: gpio.RisingEdge, EdgeFalling: gpio.FallingEdge, EdgeBoth: gpio.BothEdges}
 
 func init() {
-	drivers.Register(Name, drivers.Factory{Check: Check, New: New})
+	drivers.Register(Name, drivers.Factory{Check: Check, CheckAll: CheckAll, New: New})
 }
 
 // Check validates a gpio sensor and fills in its defaults (mode state,

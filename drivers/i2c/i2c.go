@@ -47,7 +47,7 @@ const (
 )
 
 func init() {
-	drivers.Register(Name, drivers.Factory{Check: Check, New: New})
+	drivers.Register(Name, drivers.Factory{Check: Check, CheckAll: CheckAll, New: New})
 }
 
 // Driver polls the chips of all i2c sensors.

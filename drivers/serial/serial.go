@@ -56,7 +56,7 @@ const (
 const logEvery = time.Minute
 
 func init() {
-	drivers.Register(Name, drivers.Factory{Check: Check, New: New})
+	drivers.Register(Name, drivers.Factory{Check: Check, CheckAll: CheckAll, New: New})
 }
 
 // Check validates a serial sensor and fills in group, delimiter, max_line,

@@ -98,3 +98,27 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: exit %d: %q", code, out)
 	}
 }
+
+// What only a driver's sensors together can show is found by check, before
+// the gateway would refuse to start.
+func TestCheckAcrossSensors(t *testing.T) {
+	p := write(t, `gateway: {id: gw-1}
+uplink: {kafka: {brokers: ["k:9092"]}}
+sensors:
+  - {id: a, driver: gpio, pin: GPIO17}
+  - {id: b, driver: gpio, pin: "17"}
+  - {id: t, driver: i2c, device: sht3x, address: 0x44, channel: temperature}
+  - {id: c, driver: i2c, device: ina219, address: 0x44, channel: current}
+  - {id: s1, driver: serial, port: /dev/ttyUSB0, pattern: '(?P<value>\d+)'}
+  - {id: s2, driver: serial, port: /dev/ttyUSB0, baud: 19200, pattern: '(?P<value>\d+)'}
+`)
+	code, _, errs := edgegw("check", "--config", p)
+	want := []string{
+		p + `:5: sensors[1].pin: 17 is already read by sensor a`,
+		p + `:7: sensors[3].address: sensor c: device ina219 at bus 1 address 0x44, where sensor t has a sht3x: one address is one chip`,
+		p + `:9: sensors[5].port: sensor s2: baud 19200 differs from 9600 of sensor s1: sensors on port /dev/ttyUSB0 share its line settings`,
+	}
+	if code != 2 || strings.TrimSpace(errs) != strings.Join(want, "\n") {
+		t.Fatalf("exit %d:\n%s\nwant:\n%s", code, errs, strings.Join(want, "\n"))
+	}
+}
