@@ -7,6 +7,7 @@ package all
 import (
 	_ "github.com/edgegw/edgegw/drivers/gpio"   // driver: gpio
 	_ "github.com/edgegw/edgegw/drivers/i2c"    // driver: i2c
+	_ "github.com/edgegw/edgegw/drivers/modbus" // driver: modbus
 	_ "github.com/edgegw/edgegw/drivers/mqtt"   // driver: mqtt
 	_ "github.com/edgegw/edgegw/drivers/serial" // driver: serial
 	_ "github.com/edgegw/edgegw/drivers/sim"    // driver: sim

@@ -8,7 +8,7 @@ import (
 )
 
 func TestRegistersDrivers(t *testing.T) {
-	for _, name := range []string{"mqtt", "sim"} {
+	for _, name := range []string{"gpio", "i2c", "modbus", "mqtt", "serial", "sim"} {
 		if _, ok := drivers.Lookup(name); !ok {
 			t.Errorf("driver %q not registered (have %v)", name, drivers.Names())
 		}
