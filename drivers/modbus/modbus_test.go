@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edgegw/edgegw/drivers"
+	"github.com/edgegw/edgegw/drivers/modbus/modbustest"
 	"github.com/edgegw/edgegw/drivers/serialport/ptytest"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/gateway/metrics"
@@ -69,17 +70,17 @@ func (s *recordSink) count(sensor string, q reading.Quality) int {
 // fake clock that a pump advances whenever the driver waits on it.
 type rig struct {
 	line    *ptytest.Line
-	sim     *slaveSim
+	sim     *modbustest.Slaves
 	sink    *recordSink
 	metrics *metrics.Set
 	clock   *clockwork.FakeClock
 }
 
 // start runs the driver for sensors once setup has loaded the simulator.
-func start(t *testing.T, setup func(*slaveSim), sensors ...config.Sensor) *rig {
+func start(t *testing.T, setup func(*modbustest.Slaves), sensors ...config.Sensor) *rig {
 	t.Helper()
 	line := ptytest.New(t, "ttyUSB0")
-	r := &rig{line: line, sim: newSlaveSim(t, line), sink: &recordSink{}, metrics: metrics.New(),
+	r := &rig{line: line, sim: modbustest.New(t, line), sink: &recordSink{}, metrics: metrics.New(),
 		clock: clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC))}
 	setup(r.sim)
 	for i := range sensors {
@@ -149,12 +150,12 @@ func TestTypesWordOrdersOneRequest(t *testing.T) {
 	scaled := msensor("temp", 1, 14, TypeInt16)
 	scaled.Scale, scaled.Offset, scaled.Unit = 0.1, -5, "C"
 	const f12345 = 0x42F6E666 // float32(123.45)
-	r := start(t, func(sim *slaveSim) {
-		sim.set(1, 3, 0, 0xFFFE, 0xFFFF, 0xFFFF, 0xFF85, 0x0001, 0x0002)
-		sim.setFloat32(1, 6, f12345, false)
-		sim.setFloat32(1, 8, f12345, true)
-		sim.set(1, 3, 12, 0xFF85, 0xFFFF) // -123 with the low word first
-		sim.set(1, 3, 14, 235)            // 23.5 - 5
+	r := start(t, func(sim *modbustest.Slaves) {
+		sim.Set(1, 3, 0, 0xFFFE, 0xFFFF, 0xFFFF, 0xFF85, 0x0001, 0x0002)
+		sim.SetFloat32(1, 6, f12345, false)
+		sim.SetFloat32(1, 8, f12345, true)
+		sim.Set(1, 3, 12, 0xFF85, 0xFFFF) // -123 with the low word first
+		sim.Set(1, 3, 14, 235)            // 23.5 - 5
 	},
 		msensor("i16", 1, 0, TypeInt16),
 		msensor("u16", 1, 1, TypeUint16),
@@ -181,7 +182,7 @@ func TestTypesWordOrdersOneRequest(t *testing.T) {
 	// Two polls: still one request each for all eight sensors.
 	waitUntil(t, "a second poll", func() bool { return len(r.sink.series("temp")) >= 2 })
 	// (A request may be on the line whose answer is not yet emitted.)
-	if n, polls := r.sim.seen(1), len(r.sink.series("temp")); n < polls || n > polls+1 {
+	if n, polls := r.sim.Seen(1), len(r.sink.series("temp")); n < polls || n > polls+1 {
 		t.Errorf("slave saw %d requests for %d polls; want one request per poll", n, polls)
 	}
 }
@@ -195,10 +196,10 @@ func TestCoilsAndDiscretes(t *testing.T) {
 	d3.Kind = KindDiscrete
 	in := msensor("flow", 4, 7, TypeUint16)
 	in.Kind = KindInput
-	r := start(t, func(sim *slaveSim) {
-		sim.set(4, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1)
-		sim.set(4, 2, 3, 1)
-		sim.set(4, 4, 7, 4242)
+	r := start(t, func(sim *modbustest.Slaves) {
+		sim.Set(4, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1)
+		sim.Set(4, 2, 3, 1)
+		sim.Set(4, 4, 7, 4242)
 	}, c0, c9, d3, in)
 	waitUntil(t, "readings", func() bool {
 		return len(r.sink.series("door")) > 0 && len(r.sink.series("estop")) > 0 && len(r.sink.series("flow")) > 0
@@ -213,9 +214,9 @@ func TestCoilsAndDiscretes(t *testing.T) {
 // A silent slave gets Bad readings and is backed off; the slave beside it
 // on the port reads on.
 func TestSilentSlaveDoesNotBlockOthers(t *testing.T) {
-	r := start(t, func(sim *slaveSim) {
-		sim.set(1, 3, 0, 7)
-		sim.setMode(2, silent)
+	r := start(t, func(sim *modbustest.Slaves) {
+		sim.Set(1, 3, 0, 7)
+		sim.SetMode(2, modbustest.Silent)
 	}, msensor("alive", 1, 0, ""), msensor("gone", 2, 0, ""))
 	waitUntil(t, "20 good readings of the live slave", func() bool { return r.sink.count("alive", reading.Good) >= 20 })
 	good, bad := r.sink.count("alive", reading.Good), r.sink.count("gone", reading.Bad)
@@ -233,25 +234,25 @@ func TestSilentSlaveDoesNotBlockOthers(t *testing.T) {
 	if maxAsked := deadAfter + (good-deadAfter)/probeEvery + 2; timeouts < deadAfter || timeouts > maxAsked {
 		t.Errorf("dead slave timed out %d times in %d intervals; want %d..%d (backed off)", timeouts, good, deadAfter, maxAsked)
 	}
-	if asked := r.sim.seen(2); asked > timeouts+1 {
+	if asked := r.sim.Seen(2); asked > timeouts+1 {
 		t.Errorf("slave asked %d times, only %d timeouts counted", asked, timeouts)
 	}
 	// It comes back: readings are good again within a few intervals.
-	r.sim.set(2, 3, 0, 99)
-	r.sim.setMode(2, answer)
+	r.sim.Set(2, 3, 0, 99)
+	r.sim.SetMode(2, modbustest.Answer)
 	waitUntil(t, "the slave's return", func() bool { l := r.sink.last("gone"); return l.Quality == reading.Good && l.Value == 99 })
 }
 
 func TestCRCErrorCounted(t *testing.T) {
-	r := start(t, func(sim *slaveSim) {
-		sim.set(1, 3, 0, 5)
-		sim.setMode(1, badCRC)
+	r := start(t, func(sim *modbustest.Slaves) {
+		sim.Set(1, 3, 0, 5)
+		sim.SetMode(1, modbustest.BadCRC)
 	}, msensor("noisy", 1, 0, ""))
 	waitUntil(t, "a CRC error", func() bool { return r.errors("crc") >= 1 })
 	if got := r.sink.series("noisy"); got[0].Quality != reading.Bad {
 		t.Errorf("reading after a CRC error %+v, want bad", got[0])
 	}
-	r.sim.setMode(1, answer)
+	r.sim.SetMode(1, modbustest.Answer)
 	waitUntil(t, "a good reading", func() bool { return r.sink.last("noisy").Quality == reading.Good })
 	if r.errors("timeout") != 0 {
 		t.Errorf("a CRC error counted as a timeout")
@@ -259,7 +260,7 @@ func TestCRCErrorCounted(t *testing.T) {
 }
 
 func TestExceptionCounted(t *testing.T) {
-	r := start(t, func(sim *slaveSim) { sim.setMode(3, exception) }, msensor("missing", 3, 40, ""))
+	r := start(t, func(sim *modbustest.Slaves) { sim.SetMode(3, modbustest.Exception) }, msensor("missing", 3, 40, ""))
 	waitUntil(t, "two exceptions", func() bool { return r.errors("exception") >= 2 })
 	if got := r.sink.series("missing"); got[0].Quality != reading.Bad || !math.IsNaN(got[0].Value) {
 		t.Errorf("reading after an exception %+v, want bad NaN", got[0])
@@ -272,11 +273,11 @@ func TestExceptionCounted(t *testing.T) {
 // The USB adapter is pulled and plugged back: the port is reopened by its
 // path and polling resumes.
 func TestUnplugReplugResumes(t *testing.T) {
-	r := start(t, func(sim *slaveSim) { sim.set(1, 3, 0, 0, 100) }, msensor("power", 1, 0, TypeUint32))
+	r := start(t, func(sim *modbustest.Slaves) { sim.Set(1, 3, 0, 0, 100) }, msensor("power", 1, 0, TypeUint32))
 	waitUntil(t, "a first reading", func() bool { return r.sink.last("power").Value == 100 })
 	r.line.Unplug()
 	waitUntil(t, "the outage counted", func() bool { return r.errors("port") == 1 })
-	r.sim.set(1, 3, 0, 0, 200)
+	r.sim.Set(1, 3, 0, 0, 200)
 	r.line.Plug()
 	waitUntil(t, "readings after replug", func() bool { l := r.sink.last("power"); return l.Value == 200 && l.Quality == reading.Good })
 	if n := r.errors("port"); n != 1 {

@@ -1,4 +1,10 @@
-package modbus
+// Package modbustest is a Modbus RTU slave simulator for tests: one or
+// several slaves (by address) on the device end of a ptytest line, answering
+// functions 1 to 4 from their tables, and able to stay silent, corrupt the
+// CRC or answer an exception. Its CRC is its own, written from the
+// specification (poly 0xA001, init 0xFFFF, low byte first), so it checks the
+// driver's rather than sharing it.
+package modbustest
 
 import (
 	"encoding/binary"
@@ -9,14 +15,14 @@ import (
 	"github.com/edgegw/edgegw/drivers/serialport/ptytest"
 )
 
-// Behaviours of a simulated slave.
-type behaviour int
+// Behaviour of a simulated slave.
+type Behaviour int
 
 const (
-	answer    behaviour = iota
-	silent              // never answers: the master times out
-	badCRC              // answers with a corrupted CRC
-	exception           // answers exception 2, illegal data address
+	Answer    Behaviour = iota
+	Silent              // never answers: the master times out
+	BadCRC              // answers with a corrupted CRC
+	Exception           // answers exception 2, illegal data address
 )
 
 type tableKey struct {
@@ -25,15 +31,15 @@ type tableKey struct {
 	addr  uint16
 }
 
-// slaveSim is a Modbus RTU slave (several, by address) on the device end
+// Slaves is a Modbus RTU slave (several, by address) on the device end
 // of a pty line: it reads request frames, checks their CRC and answers
 // functions 1 to 4 from its tables.
-type slaveSim struct {
+type Slaves struct {
 	line *ptytest.Line
 
 	mu     sync.Mutex
 	table  map[tableKey]uint16
-	mode   map[byte]behaviour
+	mode   map[byte]Behaviour
 	frames map[byte]int // good request frames seen, by slave
 	bad    int          // request frames with a bad CRC
 
@@ -41,9 +47,11 @@ type slaveSim struct {
 	done chan struct{}
 }
 
-func newSlaveSim(t *testing.T, line *ptytest.Line) *slaveSim {
-	s := &slaveSim{
-		line: line, table: map[tableKey]uint16{}, mode: map[byte]behaviour{}, frames: map[byte]int{},
+// New starts the slaves on the device end of line; they stop when the
+// test ends.
+func New(t testing.TB, line *ptytest.Line) *Slaves {
+	s := &Slaves{
+		line: line, table: map[tableKey]uint16{}, mode: map[byte]Behaviour{}, frames: map[byte]int{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go s.serve()
@@ -55,7 +63,8 @@ func newSlaveSim(t *testing.T, line *ptytest.Line) *slaveSim {
 	return s
 }
 
-func (s *slaveSim) set(slave, fn byte, addr uint16, vals ...uint16) {
+// Set stores registers (or coils, 0/1) of a function's table from addr on.
+func (s *Slaves) Set(slave, fn byte, addr uint16, vals ...uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, v := range vals {
@@ -63,34 +72,38 @@ func (s *slaveSim) set(slave, fn byte, addr uint16, vals ...uint16) {
 	}
 }
 
-// setFloat32 stores f at addr in the given word order.
-func (s *slaveSim) setFloat32(slave byte, addr uint16, bits uint32, lowFirst bool) {
+// SetFloat32 stores the float32 bits at holding register addr in the given
+// word order.
+func (s *Slaves) SetFloat32(slave byte, addr uint16, bits uint32, lowFirst bool) {
 	hi, lo := uint16(bits>>16), uint16(bits)
 	if lowFirst {
 		hi, lo = lo, hi
 	}
-	s.set(slave, 3, addr, hi, lo)
+	s.Set(slave, 3, addr, hi, lo)
 }
 
-func (s *slaveSim) setMode(slave byte, b behaviour) {
+// SetMode makes a slave answer, stay silent, corrupt its CRC or answer exceptions.
+func (s *Slaves) SetMode(slave byte, b Behaviour) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mode[slave] = b
 }
 
-func (s *slaveSim) seen(slave byte) int {
+// Seen is the number of good request frames addressed to slave.
+func (s *Slaves) Seen(slave byte) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.frames[slave]
 }
 
-func (s *slaveSim) badFrames() int {
+// BadFrames is the number of request frames with a bad CRC.
+func (s *Slaves) BadFrames() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bad
 }
 
-func (s *slaveSim) serve() {
+func (s *Slaves) serve() {
 	defer close(s.done)
 	var acc []byte
 	buf := make([]byte, 64)
@@ -119,7 +132,7 @@ func (s *slaveSim) serve() {
 		for len(acc) >= 8 {
 			frame := acc[:8]
 			acc = acc[8:]
-			if CheckFrame(frame) != nil {
+			if crc16(frame[:6]) != uint16(frame[6])|uint16(frame[7])<<8 {
 				s.mu.Lock()
 				s.bad++
 				s.mu.Unlock()
@@ -134,7 +147,7 @@ func (s *slaveSim) serve() {
 }
 
 // handle answers one request frame, or returns nil for silence.
-func (s *slaveSim) handle(req []byte) []byte {
+func (s *Slaves) handle(req []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slave, fn := req[0], req[1]
@@ -142,9 +155,9 @@ func (s *slaveSim) handle(req []byte) []byte {
 	s.frames[slave]++
 	var out []byte
 	switch s.mode[slave] {
-	case silent:
+	case Silent:
 		return nil
-	case exception:
+	case Exception:
 		out = []byte{slave, fn | 0x80, 2}
 	default:
 		out = []byte{slave, fn, 0}
@@ -168,9 +181,25 @@ func (s *slaveSim) handle(req []byte) []byte {
 			out[2] = byte(len(out) - 3)
 		}
 	}
-	crc := CRC16(out)
-	if s.mode[slave] == badCRC {
+	crc := crc16(out)
+	if s.mode[slave] == BadCRC {
 		crc ^= 0x5555
 	}
 	return append(out, byte(crc), byte(crc>>8))
+}
+
+// crc16 is Modbus RTU's CRC: poly 0xA001 (reflected 0x8005), init 0xFFFF.
+func crc16(b []byte) uint16 {
+	crc := uint16(0xFFFF)
+	for _, c := range b {
+		crc ^= uint16(c)
+		for range 8 {
+			if crc&1 != 0 {
+				crc = crc>>1 ^ 0xA001
+			} else {
+				crc >>= 1
+			}
+		}
+	}
+	return crc
 }
