@@ -165,12 +165,19 @@ type Machine struct {
 
 // Rule is an alert rule.
 type Rule struct {
-	Name     string            `yaml:"name"`     // required; unique; [a-z][a-z0-9_]*
-	Expr     string            `yaml:"expr"`     // required boolean expression over sensor ids
-	For      Duration          `yaml:"for"`      // how long expr must hold before firing; default 0
-	Severity string            `yaml:"severity"` // info | warning | critical; default warning
-	Message  string            `yaml:"message"`  // text/template; {{ .Value }} {{ .Rule }} {{ .Since }}
-	Labels   map[string]string `yaml:"labels"`   // optional, carried to the dashboard
+	Name string   `yaml:"name"` // required; unique; [a-z][a-z0-9_]*
+	Expr string   `yaml:"expr"` // required boolean expression over sensor ids
+	For  Duration `yaml:"for"`  // how long expr must hold before firing; default 0
+	// Clear, if set, is the expression that resolves a firing alert (for
+	// hysteresis: fire at temp > 80, clear at temp < 75); without it the
+	// alert resolves when expr turns false.
+	Clear string `yaml:"clear"`
+	// KeepFiringFor keeps an alert firing this long after its condition
+	// cleared, so a flapping signal does not flap the alert. Default 0.
+	KeepFiringFor Duration          `yaml:"keep_firing_for"`
+	Severity      string            `yaml:"severity"` // info | warning | critical; default warning
+	Message       string            `yaml:"message"`  // text/template; {{ .Value }} {{ .Rule }} {{ .Since }}
+	Labels        map[string]string `yaml:"labels"`   // optional, carried to the dashboard
 }
 
 // Alerts says where alert transitions go besides Kafka.
