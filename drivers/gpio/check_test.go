@@ -24,7 +24,7 @@ func TestCheck(t *testing.T) {
 		{"ok state", config.Sensor{Pin: "GPIO17"}, nil},
 		{"ok counter", config.Sensor{Pin: "27", Mode: "counter", Edge: "both", Pull: "up"}, nil},
 		{"missing pin", config.Sensor{}, []string{"pin: required"}},
-		{"bad mode", config.Sensor{Pin: "GPIO17", Mode: "pwm"}, []string{`mode: "pwm" is not state or counter`}},
+		{"bad mode", config.Sensor{Pin: "GPIO17", Mode: "pwm"}, []string{`mode: "pwm" is not state, counter or rate`}},
 		{"bad edge", config.Sensor{Pin: "GPIO17", Mode: "counter", Edge: "up"}, []string{`edge: "up" is not rising, falling or both`}},
 		{"edge on state", config.Sensor{Pin: "GPIO17", Edge: "rising"}, []string{"edge: only for mode counter"}},
 		{"bad pull", config.Sensor{Pin: "GPIO17", Pull: "high"}, []string{`pull: "high" is not up, down or none`}},

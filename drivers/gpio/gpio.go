@@ -7,7 +7,7 @@
 // depends only on periph's gpio.PinIO interface, so its tests run the same
 // code against gpiotest.Pin.
 //
-// A sensor reads a pin in one of two modes:
+// A sensor reads a pin in one of three modes:
 //
 //   - state (default): the pin's level as 1/0 (inverted with `invert`), at
 //     start, on every change that held `debounce`, and as a heartbeat every
@@ -16,7 +16,11 @@
 //     since the counter was first started, published at start and every
 //     `interval`. The total survives restarts in a small file in the
 //     gateway's state directory, written atomically at each publication
-//     that changed it and at stop.
+//     that changed it and at stop;
+//   - rate: a second sensor on a counter's pin, with no line settings of
+//     its own, that publishes the counter's edges per second over the last
+//     publication period, at the counter's publications from the second
+//     one on (the first one after start has no period behind it).
 //
 // A pin that fails while waiting for edges is logged once per outage,
 // counted in edgegw_driver_errors_total{driver="gpio"} and retried; it
@@ -50,6 +54,7 @@ const Name = "gpio"
 const (
 	ModeState   = "state"
 	ModeCounter = "counter"
+	ModeRate    = "rate"
 
 	PullUp   = "up"
 	PullDown = "down"
@@ -81,16 +86,22 @@ func init() {
 }
 
 // Check validates a gpio sensor and fills in its defaults (mode state,
-// pull none, edge rising for counters, interval 10s).
+// pull none, edge rising for counters, interval 10s; a rate sensor gets
+// none: its pin's settings and period are the counter's).
 //
-// Two sensors on one pin cannot be seen here, one sensor at a time: New
-// refuses them, naming both sensors.
+// Two sensors on one pin, or a rate sensor without a counter on its pin,
+// cannot be seen here, one sensor at a time: CheckAll reports them, and
+// New refuses them after resolving the pins on the board.
 func Check(s *config.Sensor, report func(field, format string, args ...any)) {
 	if strings.TrimSpace(s.Pin) == "" {
 		report("pin", "required: a board name such as GPIO17, or a number such as 17")
 	}
 	if s.Mode == "" {
 		s.Mode = ModeState
+	}
+	if s.Mode == ModeRate {
+		checkRate(s, report)
+		return
 	}
 	switch s.Mode {
 	case ModeState:
@@ -105,7 +116,7 @@ func Check(s *config.Sensor, report func(field, format string, args ...any)) {
 			report("edge", "%q is not rising, falling or both", s.Edge)
 		}
 	default:
-		report("mode", "%q is not state or counter", s.Mode)
+		report("mode", "%q is not state, counter or rate", s.Mode)
 	}
 	if s.Pull == "" {
 		s.Pull = PullNone
@@ -121,6 +132,29 @@ func Check(s *config.Sensor, report func(field, format string, args ...any)) {
 	}
 	if s.Interval == 0 {
 		s.Interval = DefaultInterval
+	}
+}
+
+// checkRate validates a rate sensor: it reads the counter of its pin, so
+// every setting of the line or the period belongs on that counter sensor.
+// It fills in no defaults, so a second Check (New runs it again) sees the
+// sensor as written.
+func checkRate(s *config.Sensor, report func(field, format string, args ...any)) {
+	const onCounter = "not for mode rate: it belongs on the counter sensor of pin %s"
+	if s.Pull != "" {
+		report("pull", onCounter, s.Pin)
+	}
+	if s.Edge != "" {
+		report("edge", onCounter, s.Pin)
+	}
+	if s.Debounce != 0 {
+		report("debounce", onCounter, s.Pin)
+	}
+	if s.Invert {
+		report("invert", onCounter, s.Pin)
+	}
+	if s.Interval != 0 {
+		report("interval", onCounter+" (the rate is published at the counter's interval)", s.Pin)
 	}
 }
 
@@ -164,9 +198,11 @@ type Driver struct {
 	onStep func(sensor, step string)
 }
 
-// New resolves and configures the pin of every gpio sensor. A pin that
-// does not exist or is busy, or one pin named by two sensors, is an error
-// naming the sensor and the pin.
+// New resolves and configures the pin of every gpio sensor, and attaches
+// each rate sensor to the counter of its pin. A pin that does not exist or
+// is busy, one pin named by two sensors (other than a counter and its one
+// rate), or a rate sensor whose pin has no counter is an error naming the
+// sensor and the pin.
 func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
 	if env.Clock == nil {
 		env.Clock = clockwork.NewRealClock()
@@ -178,7 +214,12 @@ func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
 		env.Metrics = metrics.New()
 	}
 	d := &Driver{env: env, pollEvery: time.Second, retryEvery: time.Second}
-	byPin := map[string]string{} // resolved pin → sensor id
+	byPin := map[string]*input{} // resolved pin → its input
+	type rate struct {
+		s   config.Sensor
+		key string
+	}
+	var rates []rate // attached once every counter is known: config order is free
 	for _, s := range sensors {
 		var ps []string
 		Check(&s, func(field, format string, args ...any) {
@@ -192,15 +233,31 @@ func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
 			return nil, fmt.Errorf("sensor %s: pin %s: %w", s.ID, s.Pin, err)
 		}
 		key := p.Name()
-		if other, dup := byPin[key]; dup {
-			return nil, fmt.Errorf("sensor %s: pin %s (%s) is already read by sensor %s", s.ID, s.Pin, key, other)
+		if s.Mode == ModeRate {
+			rates = append(rates, rate{s, key})
+			continue
 		}
-		byPin[key] = s.ID
+		if other, dup := byPin[key]; dup {
+			return nil, fmt.Errorf("sensor %s: pin %s (%s) is already read by sensor %s", s.ID, s.Pin, key, other.id)
+		}
 		in, err := d.newInput(s, p)
 		if err != nil {
 			return nil, err
 		}
+		byPin[key] = in
 		d.inputs = append(d.inputs, in)
+	}
+	for _, r := range rates {
+		in := byPin[r.key]
+		switch {
+		case in == nil:
+			return nil, fmt.Errorf("sensor %s: pin %s (%s): mode rate needs a counter sensor on that pin", r.s.ID, r.s.Pin, r.key)
+		case !in.counter:
+			return nil, fmt.Errorf("sensor %s: pin %s (%s): mode rate needs a counter sensor on that pin, and sensor %s reads it in mode state", r.s.ID, r.s.Pin, r.key, in.id)
+		case in.rateID != "":
+			return nil, fmt.Errorf("sensor %s: pin %s (%s) already has the rate sensor %s", r.s.ID, r.s.Pin, r.key, in.rateID)
+		}
+		in.rateID, in.rateUnit = r.s.ID, r.s.Unit
 	}
 	return d, nil
 }

@@ -41,6 +41,10 @@ type input struct {
 	base      int64 // the total restored at start
 	saved     int64 // the total last written, by loop (and Run after it)
 	saveFails bool  // the last save failed: log again only after a success
+
+	// the rate sensor of this counter's pin, if any: edges per second
+	// between two publications, published with the second.
+	rateID, rateUnit string
 }
 
 func (in *input) total() int64 { return in.base + in.count.Load() }
@@ -131,7 +135,7 @@ func (in *input) loop(ctx context.Context, sink drivers.Sink) {
 func (in *input) follow(ctx context.Context, sink drivers.Sink) {
 	clock := in.d.env.Clock
 	level := in.value()
-	if !in.emit(ctx, sink, level) {
+	if !in.emitNow(ctx, sink, level) {
 		return
 	}
 	heartbeat := clock.NewTicker(in.interval)
@@ -146,7 +150,7 @@ func (in *input) follow(ctx context.Context, sink drivers.Sink) {
 	changed := func() bool {
 		if v := in.value(); v != level {
 			level = v
-			return in.emit(ctx, sink, level)
+			return in.emitNow(ctx, sink, level)
 		}
 		return true
 	}
@@ -155,7 +159,7 @@ func (in *input) follow(ctx context.Context, sink drivers.Sink) {
 		case <-ctx.Done():
 			return
 		case <-heartbeat.Chan():
-			if !in.emit(ctx, sink, level) {
+			if !in.emitNow(ctx, sink, level) {
 				return
 			}
 		case <-in.notify:
@@ -185,22 +189,38 @@ func (in *input) follow(ctx context.Context, sink drivers.Sink) {
 }
 
 // publish emits a counter's total at start and every interval, and saves
-// it when it changed.
+// it when it changed. With a rate sensor it also emits, from the second
+// publication on, the edges per second since the previous publication:
+// the count's delta over the time between the two samples on the driver's
+// clock, not the nominal interval, so a publication held up by a full
+// pipeline (and the ticks it missed) still gives the true rate. The first
+// publication after start has no period behind it and no rate.
 func (in *input) publish(ctx context.Context, sink drivers.Sink) {
-	if !in.emit(ctx, sink, float64(in.total())) {
+	clock := in.d.env.Clock
+	prevTotal, prevAt := in.total(), clock.Now()
+	if !in.emit(ctx, sink, in.id, in.unit, prevAt, float64(prevTotal)) {
 		return
 	}
-	tick := in.d.env.Clock.NewTicker(in.interval)
+	tick := clock.NewTicker(in.interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.Chan():
-			total := in.total()
-			if !in.emit(ctx, sink, float64(total)) {
+			total, now := in.total(), clock.Now()
+			if !in.emit(ctx, sink, in.id, in.unit, now, float64(total)) {
 				return
 			}
+			if in.rateID != "" {
+				if elapsed := now.Sub(prevAt); elapsed > 0 {
+					rate := float64(total-prevTotal) / elapsed.Seconds()
+					if !in.emit(ctx, sink, in.rateID, in.rateUnit, now, rate) {
+						return
+					}
+				}
+			}
+			prevTotal, prevAt = total, now
 			in.save()
 		}
 	}
@@ -225,8 +245,14 @@ func (in *input) save() {
 	in.saved, in.saveFails = total, false
 }
 
+// emitNow hands one reading of this input to the sink, stamped now; false
+// once ctx is done.
+func (in *input) emitNow(ctx context.Context, sink drivers.Sink, v float64) bool {
+	return in.emit(ctx, sink, in.id, in.unit, in.d.env.Clock.Now(), v)
+}
+
 // emit hands one reading to the sink; false once ctx is done.
-func (in *input) emit(ctx context.Context, sink drivers.Sink, v float64) bool {
-	r := reading.Reading{Sensor: in.id, TS: in.d.env.Clock.Now(), Value: v, Unit: in.unit, Quality: reading.Good}
+func (in *input) emit(ctx context.Context, sink drivers.Sink, id, unit string, ts time.Time, v float64) bool {
+	r := reading.Reading{Sensor: id, TS: ts, Value: v, Unit: unit, Quality: reading.Good}
 	return sink.Emit(ctx, r, nil) == nil
 }

@@ -118,7 +118,7 @@ type Sensor struct {
 	Pull     string   `yaml:"pull"`     // up | down | none (default none)
 	Invert   bool     `yaml:"invert"`   // active low: a low level reads as 1
 	Debounce Duration `yaml:"debounce"` // a level must hold this long to count
-	Mode     string   `yaml:"mode"`     // state (default) | counter
+	Mode     string   `yaml:"mode"`     // state (default) | counter | rate (of the counter on the same pin)
 	Edge     string   `yaml:"edge"`     // counter edges: rising (default) | falling | both
 
 	// i2c
