@@ -47,31 +47,58 @@ type alertState struct {
 	activeAt   time.Time
 	firedAt    time.Time
 	resolvedAt time.Time
+	// keepFiringSince is when a firing alert's condition cleared, while
+	// keep_firing_for holds it firing; zero otherwise.
+	keepFiringSince time.Time
 }
 
-// step advances the alert by one evaluation of its condition at now, with
-// hold the rule's `for:`. A condition that turns false while pending
-// leaves without a trace; one that turns false while firing resolves.
-func (a *alertState) step(cond bool, now time.Time, hold time.Duration) transition {
-	if !cond {
-		was := a.state
-		a.state = Inactive
-		if was == Firing {
-			a.resolvedAt = now
-			return toResolved
+// step advances the alert by one evaluation at now: cond is the rule's
+// condition, cleared whether a firing alert may resolve (its clear:
+// expression, or simply !cond without one), hold the rule's `for:` and
+// keep its `keep_firing_for:`.
+//
+// A condition that turns false while pending leaves without a trace. A
+// firing alert resolves once cleared has held for keep (at once with keep
+// 0); a condition that returns meanwhile keeps it firing with no
+// transition at all, and a later clearing starts keep again.
+func (a *alertState) step(cond, cleared bool, now time.Time, hold, keep time.Duration) transition {
+	if cond {
+		a.keepFiringSince = time.Time{}
+		if a.state == Inactive {
+			a.state = Pending
+			a.activeAt = now
+		}
+		// With for: 0 this fires in the same evaluation that saw the
+		// condition first, so since == ts.
+		if a.state == Pending && now.Sub(a.activeAt) >= hold {
+			a.state = Firing
+			a.firedAt = now
+			return toFiring
 		}
 		return noTransition
 	}
-	if a.state == Inactive {
-		a.state = Pending
-		a.activeAt = now
-	}
-	// With for: 0 this fires in the same evaluation that saw the condition
-	// first, so since == ts.
-	if a.state == Pending && now.Sub(a.activeAt) >= hold {
-		a.state = Firing
-		a.firedAt = now
-		return toFiring
+	switch a.state {
+	case Pending:
+		a.state = Inactive
+	case Firing:
+		if !cleared {
+			// Between expr and clear (hysteresis): still firing, and
+			// keep_firing_for has not started.
+			a.keepFiringSince = time.Time{}
+			return noTransition
+		}
+		if keep > 0 {
+			if a.keepFiringSince.IsZero() {
+				a.keepFiringSince = now
+			}
+			if now.Sub(a.keepFiringSince) < keep {
+				return noTransition
+			}
+		}
+		a.state = Inactive
+		a.resolvedAt = now
+		a.keepFiringSince = time.Time{}
+		return toResolved
 	}
 	return noTransition
 }

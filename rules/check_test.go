@@ -93,7 +93,7 @@ rules:
     expr: "press_temp > 80"
     message: "{{ .Valeu }}"
 `,
-			want: []string{`cfg.yaml:12: rules[0].message: template: press_overtemp:1:3: executing "press_overtemp" at <.Valeu>: can't evaluate field Valeu (a message has .Value .Rule .Severity .Since .Duration .Labels)`},
+			want: []string{`cfg.yaml:12: rules[0].message: template: press_overtemp:1:3: executing "press_overtemp" at <.Valeu>: can't evaluate field Valeu (a message has .Value .Sensor .Rule .Severity .Since .Duration .Labels)`},
 		},
 		{
 			name: "machine running names an unknown sensor",
@@ -102,6 +102,82 @@ rules:
     running: "press_run == 1"
 `,
 			want: []string{`cfg.yaml:11: machines[0].running: unknown sensor "press_run"`},
+		},
+		{
+			name: "valid history functions, clear, keep_firing_for; min/max of numbers stay builtins",
+			yaml: `rules:
+  - name: stale
+    expr: "age(press_temp) > 30 || rate(oil_temp, \"1m\") < 0.5"
+    clear: "age(press_temp) < 5 && delta(oil_temp, \"1h30m\") != 0"
+    keep_firing_for: 1m
+    message: "{{ .Sensor }} {{ .Value }} {{ .Duration }} {{ .Labels }}"
+  - {name: b, expr: "avg(press_temp, '5m') > 200 && min(oil_temp, \"10s\") < max(press_temp, \"500ms\")"}
+  - {name: c, expr: "max(press_temp, oil_temp) > 80 && min(1, 2) < 3 && changes(press_running, \"10m\") > 4"}
+`,
+		},
+		{
+			name: "bad windows",
+			yaml: `rules:
+  - name: a
+    expr: "avg(press_temp, \"5 min\") > 200"
+  - name: b
+    expr: "rate(oil_temp, \"0s\") > 1 || max(press_temp, \"5x\") > 3"
+  - name: c
+    expr: "let w = \"5m\"; delta(press_temp, w) > 1 || changes(press_temp, 5) > 1"
+`,
+			want: []string{
+				`cfg.yaml:11: rules[0].expr: avg: window "5 min" is not a duration`,
+				`cfg.yaml:13: rules[1].expr: rate: window "0s" is not positive`,
+				`cfg.yaml:13: rules[1].expr: max: window "5x" is not a duration`,
+				`cfg.yaml:15: rules[2].expr: delta: window must be a quoted duration such as "5m", not w`,
+				`cfg.yaml:15: rules[2].expr: changes: window must be a quoted duration such as "5m", not 5`,
+			},
+		},
+		{
+			name: "non-sensor arguments and wrong arity",
+			yaml: `rules:
+  - name: a
+    expr: "avg(press_temp * 2, \"5m\") > 200 || age(\"press_temp\") > 3"
+  - name: b
+    expr: "let t = press_temp; age(t) > 1 || max(3, \"1m\") > 2"
+  - name: c
+    expr: "age(press_temp, \"1m\") > 1 || rate(oil_temp) > 1"
+  - name: d
+    expr: "age(press_tmp) > 30"
+`,
+			want: []string{
+				`cfg.yaml:11: rules[0].expr: avg: first argument must be a sensor id, not press_temp * 2`,
+				`cfg.yaml:11: rules[0].expr: age: first argument must be a sensor id, not "press_temp"`,
+				`cfg.yaml:13: rules[1].expr: age: first argument must be a sensor id, not t`,
+				`cfg.yaml:13: rules[1].expr: max: first argument must be a sensor id, not 3`,
+				`cfg.yaml:15: rules[2].expr: age: wants one sensor, as age(press_temp)`,
+				`cfg.yaml:15: rules[2].expr: rate: wants a sensor and a window, as rate(press_temp, "5m")`,
+				`cfg.yaml:17: rules[3].expr: unknown sensor "press_tmp"`,
+			},
+		},
+		{
+			name: "clear is checked like expr",
+			yaml: `rules:
+  - name: hot
+    expr: "press_temp > 80"
+    clear: "press_tmp < 75"
+  - name: warm
+    expr: "press_temp > 60"
+    clear: "avg(press_temp, \"1 m\")"
+`,
+			want: []string{
+				`cfg.yaml:12: rules[0].clear: unknown sensor "press_tmp"`,
+				`cfg.yaml:15: rules[1].clear: avg: window "1 m" is not a duration`,
+			},
+		},
+		{
+			name: "clear must be boolean",
+			yaml: `rules:
+  - name: hot
+    expr: "press_temp > 80"
+    clear: "avg(press_temp, \"1m\")"
+`,
+			want: []string{`cfg.yaml:12: rules[0].clear: expected bool, but got float64`},
 		},
 		{
 			name: "problems of several rules in line order",

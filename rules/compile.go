@@ -30,6 +30,18 @@ type condition struct {
 	// sensors the expression names, distinct, in source order: sensors[0]
 	// is the one whose value an alert carries.
 	sensors []int
+	// needs are the sensors the expression reads as plain values (not
+	// only through history functions): without a value for each, it is
+	// false.
+	needs []int
+}
+
+// names are the sensors c names; none for a nil c (no clear:).
+func (c *condition) names() []int {
+	if c == nil {
+		return nil
+	}
+	return c.sensors
 }
 
 // sensorTable indexes the configured sensors. Every compiled condition
@@ -42,10 +54,13 @@ type sensorTable struct {
 	// sensor is a float64. Booleans (a running signal) are numbers too, so
 	// a rule says `press_running == 1`.
 	env map[string]any
+	// hist is what the history functions of every compiled expression
+	// read; the engine built from this table feeds it.
+	hist *history
 }
 
 func newSensorTable(c *config.Config) *sensorTable {
-	t := &sensorTable{index: map[string]int{}, env: map[string]any{}}
+	t := &sensorTable{index: map[string]int{}, env: map[string]any{}, hist: newHistory()}
 	for _, s := range c.Sensors {
 		if _, dup := t.index[s.ID]; dup || s.ID == "" {
 			continue // config.Load reports it; compile against the first
@@ -80,13 +95,23 @@ func compile(c *config.Config) (*sensorTable, []*rule, config.Problems) {
 			continue // config.Load already says it is required
 		}
 		path := fmt.Sprintf("rules[%d]", i)
-		r := &rule{cfg: rc, hold: rc.For.D()}
+		r := &rule{cfg: rc, hold: rc.For.D(), keep: rc.KeepFiringFor.D()}
 		cond, msgs := t.compile(rc.Expr)
 		for _, msg := range msgs {
 			ps = append(ps, c.Problem(path+".expr", "%s", msg))
 		}
 		r.cond = cond
-		tmpl, err := parseMessage(rc)
+		if strings.TrimSpace(rc.Clear) != "" {
+			r.clear, msgs = t.compile(rc.Clear)
+			for _, msg := range msgs {
+				ps = append(ps, c.Problem(path+".clear", "%s", msg))
+			}
+		}
+		sensor := ""
+		if cond != nil && len(cond.sensors) > 0 {
+			sensor = t.ids[cond.sensors[0]]
+		}
+		tmpl, err := parseMessage(rc, sensor)
 		if err != nil {
 			ps = append(ps, c.Problem(path+".message", "%s", firstLine(err.Error())))
 		}
@@ -107,57 +132,106 @@ func (t *sensorTable) compile(src string) (*condition, []string) {
 	if err != nil {
 		return nil, []string{firstLine(err.Error())}
 	}
+	a := t.analyse(tree)
 	// Unknown names are reported as unknown sensors, all of them, before
-	// expr's checker would stop at the first with "unknown name".
-	names := valueNames(tree)
+	// expr's checker would stop at the first with "unknown name"; then
+	// what is wrong with history function calls.
 	var msgs []string
 	cond := &condition{}
-	for _, n := range names {
+	for _, n := range a.names {
 		i, ok := t.index[n]
 		if !ok {
 			msgs = append(msgs, fmt.Sprintf("unknown sensor %q", n))
 			continue
 		}
 		cond.sensors = append(cond.sensors, i)
+		if a.plain[n] {
+			cond.needs = append(cond.needs, i)
+		}
 	}
+	msgs = append(msgs, a.msgs...)
 	if len(msgs) > 0 {
 		return nil, msgs
 	}
-	cond.program, err = expr.Compile(src,
+	opts := []expr.Option{
 		expr.Env(t.env),
 		expr.AsBool(),
 		// now() reads the wall clock; rules see time only through the `now`
 		// their caller passes, so that `for:` and tests agree.
 		expr.DisableBuiltin("now"),
-	)
+		expr.Patch(historyPatcher{t}),
+	}
+	h := t.hist
+	for _, q := range a.queries {
+		i := h.queryIndex(q)
+		opts = append(opts, expr.Function(queryFunc(q, i),
+			func(...any) (any, error) { return h.eval(q), nil },
+			new(func() float64)))
+	}
+	cond.program, err = expr.Compile(src, opts...)
 	if err != nil {
 		return nil, []string{firstLine(err.Error())}
 	}
 	return cond, nil
 }
 
-// valueNames returns the identifiers of tree that stand for values (not a
-// called function, not a `let` variable), distinct, in source order.
-func valueNames(tree *parser.Tree) []string {
-	v := &nameCollector{callees: map[ast.Node]bool{}, locals: map[string]bool{}}
+// analysis is what compile needs to know of a parsed expression.
+type analysis struct {
+	// names are the identifiers that stand for values (not a called
+	// function, not a `let` variable), distinct, in source order.
+	names []string
+	// plain holds the names used as values outside history functions.
+	plain   map[string]bool
+	queries []query  // of the history calls, valid ones
+	msgs    []string // what is wrong with the history calls
+}
+
+func (t *sensorTable) analyse(tree *parser.Tree) analysis {
+	v := &nameCollector{callees: map[ast.Node]bool{}, locals: map[string]bool{}, historyArgs: map[ast.Node]bool{}}
 	ast.Walk(&tree.Node, v)
-	slices.SortStableFunc(v.idents, func(a, b *ast.IdentifierNode) int {
-		return a.Location().From - b.Location().From
-	})
-	var names []string
-	for _, id := range v.idents {
-		if v.callees[id] || v.locals[id.Value] || slices.Contains(names, id.Value) {
+	byPos := func(a, b ast.Node) int { return a.Location().From - b.Location().From }
+	slices.SortStableFunc(v.idents, func(a, b *ast.IdentifierNode) int { return byPos(a, b) })
+	slices.SortStableFunc(v.calls, byPos)
+	an := analysis{plain: map[string]bool{}}
+	for _, call := range v.calls {
+		q, isHistory, msg := t.historyCall(call, v.locals)
+		if !isHistory {
 			continue
 		}
-		names = append(names, id.Value)
+		if _, args := callOf(call); len(args) > 0 {
+			if id, ok := args[0].(*ast.IdentifierNode); ok {
+				v.historyArgs[id] = true
+			}
+		}
+		switch {
+		case msg != "":
+			an.msgs = append(an.msgs, msg)
+		case q.sensor >= 0 && !slices.Contains(an.queries, q):
+			an.queries = append(an.queries, q)
+		}
 	}
-	return names
+	for _, id := range v.idents {
+		if v.callees[id] || v.locals[id.Value] {
+			continue
+		}
+		if !v.historyArgs[id] {
+			an.plain[id.Value] = true
+		}
+		if !slices.Contains(an.names, id.Value) {
+			an.names = append(an.names, id.Value)
+		}
+	}
+	return an
 }
 
 type nameCollector struct {
 	idents  []*ast.IdentifierNode
 	callees map[ast.Node]bool
 	locals  map[string]bool
+	calls   []ast.Node // CallNode and BuiltinNode
+	// historyArgs are the sensor arguments of history function calls:
+	// uses that need no value.
+	historyArgs map[ast.Node]bool
 }
 
 func (v *nameCollector) Visit(node *ast.Node) {
@@ -166,6 +240,9 @@ func (v *nameCollector) Visit(node *ast.Node) {
 		v.idents = append(v.idents, n)
 	case *ast.CallNode:
 		v.callees[n.Callee] = true
+		v.calls = append(v.calls, n)
+	case *ast.BuiltinNode:
+		v.calls = append(v.calls, n)
 	case *ast.VariableDeclaratorNode:
 		v.locals[n.Name] = true
 	}
@@ -182,7 +259,9 @@ func firstLine(s string) string {
 type rule struct {
 	cfg   config.Rule
 	hold  time.Duration // `for:`
+	keep  time.Duration // `keep_firing_for:`
 	cond  *condition
+	clear *condition         // nil: the alert resolves when cond turns false
 	tmpl  *template.Template // nil: the default message
 	alert alertState
 

@@ -16,11 +16,19 @@
 //   - Observe and Tick are called from one goroutine (the pipeline).
 //     Alerts may be called from any goroutine at the same time.
 //   - A rule that names a sensor without a value yet is false, not an
-//     error; so is a rule whose evaluation fails at run time (it is
-//     counted and logged once per distinct error). Nothing here panics on
-//     bad data.
+//     error; so is a rule whose history function has no data in its
+//     window (see history.go), and a rule whose evaluation fails at run
+//     time (it is counted and logged once per distinct error). Nothing
+//     here panics on bad data.
 //   - Bad-quality readings and NaN values are not values: the sensor keeps
-//     its previous value.
+//     its previous value, its history does not record them and age()
+//     keeps counting.
+//   - `clear:` gives hysteresis: a firing alert resolves only once clear
+//     is true (a false clear, or one over missing data, keeps it firing),
+//     not merely when expr turns false. `keep_firing_for:` then holds it
+//     firing that much longer; if expr returns meanwhile nothing is
+//     emitted. Both act only on a firing alert: a pending one whose expr
+//     turns false goes back to inactive.
 package rules
 
 import (
@@ -28,6 +36,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,10 +69,7 @@ type Status struct {
 
 // Engine evaluates a config's rules. Create it with New.
 type Engine struct {
-	// start is when the gateway started: what age() of a sensor never
-	// seen will count from, once history functions arrive.
-	start time.Time
-	log   *slog.Logger
+	log *slog.Logger
 
 	evals                prometheus.Counter
 	firing               prometheus.Gauge
@@ -86,6 +92,9 @@ type Engine struct {
 	env     map[string]any
 	vm      vm.VM // reused so an evaluation allocates no VM stack
 	lastNow time.Time
+	// hist is the sensors' reading times and windows, read by the
+	// history functions; its start is the gateway's start.
+	hist *history
 }
 
 // New compiles c's rules. An invalid rule makes it return the same
@@ -96,11 +105,19 @@ func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
 	if ps != nil {
 		return nil, ps
 	}
+	interval := make([]time.Duration, len(t.ids))
+	for _, sc := range c.Sensors {
+		if i, ok := t.index[sc.ID]; ok && t.ids[i] == sc.ID && interval[i] == 0 {
+			interval[i] = sc.Interval.D()
+		}
+	}
 	if m == nil {
 		m = metrics.New()
 	}
+	t.hist.start = start
+	t.hist.size(len(t.ids), func(s int) time.Duration { return interval[s] }, MaxHistoryPoints)
 	e := &Engine{
-		start:      start,
+		hist:       t.hist,
 		log:        slog.Default().With("component", "rules"),
 		evals:      m.RuleEvals,
 		firing:     m.AlertsFiring,
@@ -114,8 +131,12 @@ func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
 		env:        make(map[string]any, len(t.ids)),
 	}
 	for ri, r := range rules {
-		for _, s := range r.cond.sensors {
-			e.bySensor[s] = append(e.bySensor[s], ri)
+		for _, c := range []*condition{r.cond, r.clear} {
+			for _, s := range c.names() {
+				if !slices.Contains(e.bySensor[s], ri) {
+					e.bySensor[s] = append(e.bySensor[s], ri)
+				}
+			}
 		}
 	}
 	return e, nil
@@ -133,6 +154,8 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lastNow = now
+	e.hist.now = now
+	e.hist.record(i, r.Value, now)
 	e.values[i] = r.Value
 	e.has[i] = true
 	e.env[e.sensors.ids[i]] = r.Value
@@ -146,12 +169,14 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 	return out
 }
 
-// Tick evaluates every rule at now, so that `for:` (and later age()) fire
-// without new readings. The caller ticks every second by default.
+// Tick evaluates every rule at now, so that `for:`, `keep_firing_for:`,
+// age() and windows fire (and end) without new readings. The caller
+// ticks every second by default.
 func (e *Engine) Tick(now time.Time) []reading.Alert {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lastNow = now
+	e.hist.now = now
 	var out []reading.Alert
 	for _, r := range e.rules {
 		out = e.eval(r, now, out)
@@ -162,7 +187,12 @@ func (e *Engine) Tick(now time.Time) []reading.Alert {
 
 // eval evaluates r at now and appends the transition it causes, if any.
 func (e *Engine) eval(r *rule, now time.Time, out []reading.Alert) []reading.Alert {
-	switch r.alert.step(e.test(r), now, r.hold) {
+	cond := e.test(r, r.cond)
+	cleared := !cond
+	if cleared && r.clear != nil && r.alert.state == Firing {
+		cleared = e.test(r, r.clear)
+	}
+	switch r.alert.step(cond, cleared, now, r.hold, r.keep) {
 	case toFiring:
 		// Inc/Dec rather than Set: the gateway's own edgegw_* alerts count
 		// into the same gauge.
@@ -177,19 +207,21 @@ func (e *Engine) eval(r *rule, now time.Time, out []reading.Alert) []reading.Ale
 	return out
 }
 
-// test evaluates r's condition. Missing data and run-time errors are false.
-func (e *Engine) test(r *rule) bool {
-	for _, s := range r.cond.sensors {
+// test evaluates c, one of r's conditions. Missing data and run-time
+// errors are false.
+func (e *Engine) test(r *rule, c *condition) bool {
+	for _, s := range c.needs {
 		if !e.has[s] {
 			return false
 		}
 	}
+	e.hist.missing = false
 	// vm.Run recovers the VM's own panics (an integer division by zero, a
 	// bad conversion) into err.
-	out, err := e.vm.Run(r.cond.program, e.env)
+	out, err := e.vm.Run(c.program, e.env)
 	if err == nil {
 		if b, ok := out.(bool); ok {
-			return b
+			return b && !e.hist.missing
 		}
 		err = fmt.Errorf("result %v (%T) is not a boolean", out, out)
 	}
@@ -225,6 +257,7 @@ func (e *Engine) messageData(r *rule, now time.Time) messageData {
 		Rule:     r.cfg.Name,
 		Severity: r.cfg.Severity,
 		Value:    e.value(r),
+		Sensor:   e.sensor(r),
 		Since:    r.alert.activeAt,
 		Duration: now.Sub(r.alert.activeAt),
 		Labels:   r.cfg.Labels,
@@ -237,6 +270,14 @@ func (e *Engine) value(r *rule) float64 {
 		return 0
 	}
 	return e.values[r.cond.sensors[0]]
+}
+
+// sensor is the first sensor r names ("" if none).
+func (e *Engine) sensor(r *rule) string {
+	if len(r.cond.sensors) == 0 {
+		return ""
+	}
+	return e.sensors.ids[r.cond.sensors[0]]
 }
 
 // Alerts returns a snapshot of every rule's alert, in config order. It is

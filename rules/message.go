@@ -11,19 +11,22 @@ import (
 )
 
 // messageData is what a rule's message template sees:
-// {{ .Value }} {{ .Rule }} {{ .Severity }} {{ .Since }} {{ .Duration }} {{ .Labels }}.
+// {{ .Value }} {{ .Sensor }} {{ .Rule }} {{ .Severity }} {{ .Since }} {{ .Duration }} {{ .Labels }}.
 type messageData struct {
 	Rule     string
 	Severity string
 	Value    float64 // latest value of the first sensor the expression names
+	Sensor   string  // the first sensor the expression names ("" if none)
 	Since    time.Time
-	Duration time.Duration // from Since to the evaluation that rendered it
-	Labels   map[string]string
+	// Duration is how long the condition has held: from Since to the
+	// evaluation that rendered it (a resolved alert's: to its resolve).
+	Duration time.Duration
+	Labels   map[string]string // {{ .Labels.line }}
 }
 
 // parseMessage parses a rule's message template; an empty message is nil
 // and renders the default.
-func parseMessage(rc config.Rule) (*template.Template, error) {
+func parseMessage(rc config.Rule, sensor string) (*template.Template, error) {
 	if rc.Message == "" {
 		return nil, nil
 	}
@@ -34,11 +37,11 @@ func parseMessage(rc config.Rule) (*template.Template, error) {
 	// A misspelt field ({{ .Valeu }}) parses but fails when executed: run
 	// it once on sample data so that `edgegw check` reports it, not the
 	// first alert at 3 a.m.
-	sample := messageData{Rule: rc.Name, Severity: rc.Severity, Labels: rc.Labels}
+	sample := messageData{Rule: rc.Name, Severity: rc.Severity, Sensor: sensor, Labels: rc.Labels}
 	if err := t.Execute(io.Discard, sample); err != nil {
 		// Name the fields there are, not the Go type that lacks one.
 		msg := strings.Replace(err.Error(), " in type rules.messageData", "", 1)
-		return nil, fmt.Errorf("%s (a message has .Value .Rule .Severity .Since .Duration .Labels)", msg)
+		return nil, fmt.Errorf("%s (a message has .Value .Sensor .Rule .Severity .Since .Duration .Labels)", msg)
 	}
 	return t, nil
 }
