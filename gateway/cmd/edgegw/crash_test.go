@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -76,9 +79,20 @@ sensors:
 	}()
 
 	pub := peers.Client(t, broker.URL(), "crash-publisher")
-	peers.WaitReading(t, pub, fmt.Sprintf("127.0.0.1:%d", httpPort), "crash/w", "1", "w")
+	gwAddr := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	peers.WaitReading(t, pub, gwAddr, "crash/w", "1", "w")
 	const n = 3000
 	var published atomic.Int64
+	// The publisher holds gate's read lock for each publish; the test takes
+	// the write lock while a gateway resumes its session. mochi-mqtt v2.7.9
+	// loses QoS 1 messages published at that instant: inheritClientSession
+	// clones the old session's in-flight messages, and a message routed to
+	// the old client between the clone and the swap is in neither (seen
+	// here: 68 lost in a row, the broker counting none dropped). Messages
+	// published while the gateway is down are queued in its session, which
+	// is what this test is about; the interop check with mosquitto publishes
+	// through the reconnect.
+	var gate sync.RWMutex
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -87,22 +101,31 @@ sensors:
 			if i%2 == 1 {
 				topic = "crash/b"
 			}
+			gate.RLock()
 			tok := pub.Publish(topic, 1, false, fmt.Sprint(i))
 			tok.Wait()
+			gate.RUnlock()
 			published.Add(1)
 		}
 	}()
-	// Kill twice: once early, once late in the stream.
-	for _, at := range []int64{n / 4, n / 2} {
+	waitPublished := func(at int64) {
 		for published.Load() < at {
 			time.Sleep(5 * time.Millisecond)
 		}
+	}
+	// Kill twice: once early, once late in the stream; each time some
+	// readings are published while the gateway is down.
+	for _, at := range []int64{n / 4, n / 2} {
+		waitPublished(at)
 		if err := gw.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		_, _ = gw.Process.Wait()
-		time.Sleep(300 * time.Millisecond)
+		waitPublished(at + 200)
+		gate.Lock()
 		gw = startGW()
+		peers.WaitReading(t, pub, gwAddr, "crash/w", "1", "w")
+		gate.Unlock()
 	}
 	<-done
 
@@ -140,7 +163,21 @@ sensors:
 				missing = append(missing, fmt.Sprint(i))
 			}
 		}
-		t.Fatalf("%d of %d readings reached Kafka after two kill -9; first missing: %s", len(seen), n, strings.Join(missing, ","))
+		i := broker.Server.Info
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort)); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(l, "edgegw_") && !strings.Contains(l, "_bucket") {
+					t.Log(l)
+				}
+			}
+		}
+		if cl, ok := broker.Server.Clients.Get("gw-crash"); ok {
+			t.Logf("broker session gw-crash: %d in flight, closed %v", cl.State.Inflight.Len(), cl.Closed())
+		}
+		t.Fatalf("%d of %d readings reached Kafka after two kill -9; first missing: %s (broker: %d received, %d sent, %d dropped, %d in-flight dropped)",
+			len(seen), n, strings.Join(missing, ","), i.MessagesReceived, i.MessagesSent, i.MessagesDropped, i.InflightDropped)
 	}
 	dups := 0
 	for _, c := range seen {
