@@ -19,7 +19,7 @@ import (
 // expression of c, and returns what is wrong with them as FILE:LINE problems
 // (none: nil). It is what `edgegw check` adds to config.Load's own checks.
 func Check(c *config.Config) config.Problems {
-	_, _, ps := compile(c)
+	_, _, _, ps := compile(c)
 	return ps
 }
 
@@ -74,20 +74,20 @@ func newSensorTable(c *config.Config) *sensorTable {
 
 // compile builds every rule and machine condition of c. It returns all
 // problems rather than stopping at the first, as `edgegw check` lists them.
-// Machines are compiled here so that check catches their mistakes now; the
-// downtime tracker that runs them comes with machine events.
-func compile(c *config.Config) (*sensorTable, []*rule, config.Problems) {
+func compile(c *config.Config) (*sensorTable, []*rule, []*machine, config.Problems) {
 	t := newSensorTable(c)
 	var ps config.Problems
+	var machines []*machine
 	for i, m := range c.Machines {
 		if strings.TrimSpace(m.Running) == "" {
 			continue // config.Load already says it is required
 		}
 		path := fmt.Sprintf("machines[%d].running", i)
-		_, msgs := t.compile(m.Running)
+		cond, msgs := t.compile(m.Running)
 		for _, msg := range msgs {
 			ps = append(ps, c.Problem(path, "%s", msg))
 		}
+		machines = append(machines, &machine{cfg: m, cond: cond})
 	}
 	rules := make([]*rule, 0, len(c.Rules))
 	for i, rc := range c.Rules {
@@ -120,9 +120,9 @@ func compile(c *config.Config) (*sensorTable, []*rule, config.Problems) {
 	}
 	if len(ps) > 0 {
 		ps.Sort()
-		return nil, nil, ps
+		return nil, nil, nil, ps
 	}
-	return t, rules, nil
+	return t, rules, machines, nil
 }
 
 // compile turns one expression into a condition, or explains in one-line
@@ -264,6 +264,10 @@ type rule struct {
 	clear *condition         // nil: the alert resolves when cond turns false
 	tmpl  *template.Template // nil: the default message
 	alert alertState
+	// restored: a pending or firing alert taken back by Restore, not
+	// evaluated until the sensors its expression reads as values have
+	// readings again.
+	restored bool
 
 	// errors counts evaluations that failed (treated as false); err is the
 	// latest failure, logged only when it differs from the one before.

@@ -29,6 +29,12 @@
 //     firing that much longer; if expr returns meanwhile nothing is
 //     emitted. Both act only on a firing alert: a pending one whose expr
 //     turns false goes back to inactive.
+//
+// The engine also tracks the config's machines (up, down or unknown, from
+// their `running` expressions) and turns stops into downtime events, handed
+// out by TakeEvents; today's figures per machine come from Machines. See
+// machine.go. Snapshot and Restore carry alert and machine state across a
+// restart or reload; see state.go.
 package rules
 
 import (
@@ -80,6 +86,11 @@ type Engine struct {
 	// bySensor lists, per sensor index, the rules whose expression names
 	// it: a reading re-evaluates only those.
 	bySensor [][]int
+	// machines are the config's machines (see machine.go); byMachine
+	// lists, per sensor index, the machines whose running expression
+	// names it.
+	machines  []*machine
+	byMachine [][]int
 
 	// mu guards everything below and the rules' alert state: Observe and
 	// Tick write them, Alerts reads them from another goroutine.
@@ -95,13 +106,15 @@ type Engine struct {
 	// hist is the sensors' reading times and windows, read by the
 	// history functions; its start is the gateway's start.
 	hist *history
+	// events are the downtime events produced since the last TakeEvents.
+	events []reading.Event
 }
 
 // New compiles c's rules. An invalid rule makes it return the same
 // config.Problems that Check gives. m may be nil (tools, tests): the
 // engine then counts into a private set. start is the gateway's start.
 func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
-	t, rules, ps := compile(c)
+	t, rules, machines, ps := compile(c)
 	if ps != nil {
 		return nil, ps
 	}
@@ -129,6 +142,16 @@ func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
 		values:     make([]float64, len(t.ids)),
 		has:        make([]bool, len(t.ids)),
 		env:        make(map[string]any, len(t.ids)),
+		machines:   machines,
+		byMachine:  make([][]int, len(t.ids)),
+	}
+	for mi, m := range machines {
+		m.stale = minStale
+		for _, s := range m.cond.sensors {
+			m.stale = max(m.stale, 3*interval[s])
+			e.byMachine[s] = append(e.byMachine[s], mi)
+		}
+		m.state, m.since = machineUnknown, start
 	}
 	for ri, r := range rules {
 		for _, c := range []*condition{r.cond, r.clear} {
@@ -148,7 +171,7 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 	i, ok := e.sensors.index[r.Sensor]
 	// A sensor no rule names cannot change any rule: skip even the lock,
 	// which keeps the pipeline's per-reading cost near zero for them.
-	if !ok || len(e.bySensor[i]) == 0 || r.Quality == reading.Bad || math.IsNaN(r.Value) {
+	if !ok || len(e.bySensor[i]) == 0 && len(e.byMachine[i]) == 0 || r.Quality == reading.Bad || math.IsNaN(r.Value) {
 		return nil
 	}
 	e.mu.Lock()
@@ -162,6 +185,9 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 	var out []reading.Alert
 	for _, ri := range e.bySensor[i] {
 		out = e.eval(e.rules[ri], now, out)
+	}
+	for _, mi := range e.byMachine[i] {
+		e.evalMachine(e.machines[mi], now)
 	}
 	// One add per reading, not one per evaluation: the counter is atomic
 	// and shared with the /metrics scrape.
@@ -181,12 +207,23 @@ func (e *Engine) Tick(now time.Time) []reading.Alert {
 	for _, r := range e.rules {
 		out = e.eval(r, now, out)
 	}
+	for _, m := range e.machines {
+		e.evalMachine(m, now)
+	}
 	e.evals.Add(float64(len(e.rules)))
 	return out
 }
 
 // eval evaluates r at now and appends the transition it causes, if any.
 func (e *Engine) eval(r *rule, now time.Time, out []reading.Alert) []reading.Alert {
+	if r.restored {
+		for _, s := range r.cond.needs {
+			if !e.has[s] {
+				return out
+			}
+		}
+		r.restored = false
+	}
 	cond := e.test(r, r.cond)
 	cleared := !cond
 	if cleared && r.clear != nil && r.alert.state == Firing {
@@ -210,20 +247,9 @@ func (e *Engine) eval(r *rule, now time.Time, out []reading.Alert) []reading.Ale
 // test evaluates c, one of r's conditions. Missing data and run-time
 // errors are false.
 func (e *Engine) test(r *rule, c *condition) bool {
-	for _, s := range c.needs {
-		if !e.has[s] {
-			return false
-		}
-	}
-	e.hist.missing = false
-	// vm.Run recovers the VM's own panics (an integer division by zero, a
-	// bad conversion) into err.
-	out, err := e.vm.Run(c.program, e.env)
+	b, known, err := e.run(c)
 	if err == nil {
-		if b, ok := out.(bool); ok {
-			return b && !e.hist.missing
-		}
-		err = fmt.Errorf("result %v (%T) is not a boolean", out, out)
+		return b && known
 	}
 	r.errors++
 	if msg := firstLine(err.Error()); msg != r.err {
@@ -233,6 +259,28 @@ func (e *Engine) test(r *rule, c *condition) bool {
 		r.err = msg
 	}
 	return false
+}
+
+// run evaluates c. known is false when a sensor it reads as a value has
+// none yet or a history function had no data; err is a run-time failure.
+func (e *Engine) run(c *condition) (b, known bool, err error) {
+	for _, s := range c.needs {
+		if !e.has[s] {
+			return false, false, nil
+		}
+	}
+	e.hist.missing = false
+	// vm.Run recovers the VM's own panics (an integer division by zero, a
+	// bad conversion) into err.
+	out, err := e.vm.Run(c.program, e.env)
+	if err != nil {
+		return false, false, err
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, false, fmt.Errorf("result %v (%T) is not a boolean", out, out)
+	}
+	return b, !e.hist.missing, nil
 }
 
 func (e *Engine) transition(r *rule, state string, now time.Time) reading.Alert {
@@ -318,12 +366,12 @@ func (e *Engine) Alerts() []Status {
 	return out
 }
 
-// Sensors returns the ids of the sensors some rule names, in config
-// order: the readings Observe can act on.
+// Sensors returns the ids of the sensors some rule or machine names, in
+// config order: the readings Observe can act on.
 func (e *Engine) Sensors() []string {
 	var ids []string
 	for i, rs := range e.bySensor {
-		if len(rs) > 0 {
+		if len(rs) > 0 || len(e.byMachine[i]) > 0 {
 			ids = append(ids, e.sensors.ids[i])
 		}
 	}
