@@ -93,6 +93,11 @@ type running struct {
 
 func start(t testing.TB, path string) *running {
 	t.Helper()
+	return startWith(t, path, gateway.Options{})
+}
+
+func startWith(t testing.TB, path string, opts gateway.Options) *running {
+	t.Helper()
 	c, err := gateway.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -101,7 +106,8 @@ func start(t testing.TB, path string) *running {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	g, err := gateway.New(c, gateway.Options{Logger: logger, Version: "test"})
+	opts.Logger, opts.Version = logger, "test"
+	g, err := gateway.New(c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,9 @@ type Gateway struct {
 
 	in    chan item
 	ready atomic.Bool
+
+	statePath string    // the rules' state, next to the spool
+	savedAt   time.Time // when it was last written; pipeline goroutine only
 }
 
 type namedDriver struct {
@@ -111,6 +114,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	var err error
 	if g.engine, err = rules.New(cfg, g.metrics, g.clock.Now()); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
+	}
+	g.statePath = filepath.Join(filepath.Dir(cfg.Buffer.Path), "rules-state.json")
+	g.savedAt = g.clock.Now()
+	if b, err := os.ReadFile(g.statePath); err == nil {
+		if err := g.engine.Restore(b, g.clock.Now()); err != nil {
+			g.log.Warn("rules state not restored; alerts and machines start afresh", "path", g.statePath, "err", err)
+		}
 	}
 	if g.uplink, err = newUplink(cfg, g.spool, g.clock, g.log, g.metrics); err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
@@ -238,6 +248,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	drvWG.Wait()
 	close(g.in) // no driver sends any more
 	pipeWG.Wait()
+	g.saveState(g.clock.Now())
 	stopSpool() // the spool commits what the pipeline appended, then returns
 	spoolWG.Wait()
 	g.flushUplink()

@@ -3,6 +3,9 @@ package gateway
 import (
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/edgegw/edgegw/buffer"
 	"github.com/edgegw/edgegw/gateway/httpapi"
@@ -25,11 +28,63 @@ func (g *Gateway) pipeline() {
 			}
 			g.handle(it)
 		case <-tick.Chan():
-			for _, a := range g.engine.Tick(g.clock.Now()) {
+			now := g.clock.Now()
+			for _, a := range g.engine.Tick(now) {
 				g.route(a)
+			}
+			g.routeEvents()
+			if now.Sub(g.savedAt) >= stateSaveEvery {
+				g.saveState(now)
 			}
 		}
 	}
+}
+
+// stateSaveEvery is how often the rules' state (alerts, machines, today's
+// downtime) is written besides at a clean stop; a crash loses at most this
+// much of today's totals, never a downtime event (those are in the spool).
+const stateSaveEvery = 30 * time.Second
+
+// routeEvents appends the downtime events the last evaluation produced.
+func (g *Gateway) routeEvents() {
+	for _, e := range g.engine.TakeEvents() {
+		if _, err := g.spool.Append(reading.FromEvent(e), nil); err != nil {
+			g.log.Error("downtime event not spooled", "machine", e.Machine, "state", e.State, "err", err)
+		}
+		g.log.Info("downtime", "machine", e.Machine, "state", e.State, "start", e.Start, "duration", e.Duration)
+	}
+}
+
+// saveState writes the rules' state next to the spool, atomically.
+func (g *Gateway) saveState(now time.Time) {
+	g.savedAt = now
+	b, err := g.engine.Snapshot()
+	if err == nil {
+		err = writeFileAtomic(g.statePath, b)
+	}
+	if err != nil {
+		g.log.Warn("rules state not saved", "path", g.statePath, "err", err)
+	}
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 func (g *Gateway) handle(it item) {
@@ -59,6 +114,7 @@ func (g *Gateway) handle(it item) {
 	for _, a := range transitions {
 		g.route(a)
 	}
+	g.routeEvents()
 }
 
 // route sends an alert transition to every sink: the spool (for Kafka) and
@@ -88,6 +144,7 @@ func (g *Gateway) httpOptions() httpapi.Options {
 		Logger:   g.log,
 		Sensors:  func() []httpapi.Sensor { return g.sensors.snapshot(g.clock.Now()) },
 		Alerts:   g.alertRows,
+		Machines: g.machineRows,
 		Health:   g.health,
 	}
 }
@@ -120,4 +177,23 @@ func (g *Gateway) health() httpapi.Health {
 		h.SpoolRecords, h.SpoolBytes = int64(st.Records), int64(st.Bytes)
 	}
 	return h
+}
+
+func (g *Gateway) machineRows() []httpapi.Machine {
+	ms := g.engine.Machines(g.clock.Now())
+	out := make([]httpapi.Machine, 0, len(ms))
+	for _, m := range ms {
+		row := httpapi.Machine{Name: m.Name, State: m.State, DowntimeTodayS: m.DowntimeToday.Seconds(),
+			StopsToday: m.StopsToday, Availability: m.Availability, Running: m.Running}
+		if !m.Since.IsZero() {
+			since := m.Since
+			row.Since = &since
+		}
+		if !m.StopStart.IsZero() {
+			start := m.StopStart
+			row.StopStart = &start
+		}
+		out = append(out, row)
+	}
+	return out
 }

@@ -42,6 +42,18 @@ type Alert struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 }
 
+// Machine is one row of /api/machines.
+type Machine struct {
+	Name           string     `json:"name"`
+	State          string     `json:"state"` // up | down | unknown
+	Since          *time.Time `json:"since"`
+	StopStart      *time.Time `json:"stop_start"` // the open stop's start, null when running
+	DowntimeTodayS float64    `json:"downtime_today_s"`
+	StopsToday     int        `json:"stops_today"`
+	Availability   float64    `json:"availability"` // 0..1 over today so far
+	Running        string     `json:"running"`
+}
+
 // Health is the gateway's own state, shown on the page and in /readyz.
 type Health struct {
 	Gateway         string `json:"gateway"`
@@ -58,7 +70,7 @@ type Options struct {
 	Registry *prometheus.Registry
 	Sensors  func() []Sensor
 	Alerts   func() []Alert
-	Machines func() []any
+	Machines func() []Machine
 	Health   func() Health
 	Logger   *slog.Logger
 }
@@ -134,7 +146,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, nonNil(s.opts.Alerts()))
 	})
 	mux.HandleFunc("GET /api/machines", func(w http.ResponseWriter, _ *http.Request) {
-		var ms []any
+		var ms []Machine
 		if s.opts.Machines != nil {
 			ms = s.opts.Machines()
 		}
