@@ -43,6 +43,9 @@ type Options struct {
 	// InputQueue is how many readings may wait for the pipeline goroutine
 	// before drivers block; default 4096.
 	InputQueue int
+	// ConfigPath, if set, is watched: a change of the file reloads the
+	// sensors, rules and machines, as SIGHUP does (see Reload).
+	ConfigPath string
 }
 
 // Gateway is one running edgegw.
@@ -53,19 +56,29 @@ type Gateway struct {
 	clock   clockwork.Clock
 	metrics *metrics.Set
 
-	spool   *buffer.Spool
-	uplink  *uplink.Uplink
-	engine  *rules.Engine
-	alerts  *alertmqtt.Publisher // nil without alerts.mqtt_topic
-	drivers []namedDriver
-	sensors *sensorTable
-	http    *httpapi.Server
+	spool  *buffer.Spool
+	uplink *uplink.Uplink
+	alerts *alertmqtt.Publisher // nil without alerts.mqtt_topic
+	http   *httpapi.Server
+
+	// The parts a reload replaces. The pipeline goroutine and the HTTP
+	// handlers read them through the atomic pointers; a reload swaps them
+	// (see reload.go).
+	engine   atomic.Pointer[rules.Engine]
+	sensors  atomic.Pointer[sensorTable]
+	drivers  []namedDriver // the next generation to start; under reloadMu
+	started  time.Time     // when the gateway started: age() of a sensor never seen counts from it
+	swap     chan swapRequest
+	gen      *generation // the running drivers; under reloadMu
+	reloadMu sync.Mutex
+	stopping bool // under reloadMu: no reload once the stop began
 
 	in    chan item
 	ready atomic.Bool
 
-	statePath string    // the rules' state, next to the spool
-	savedAt   time.Time // when it was last written; pipeline goroutine only
+	fail      func(part string, err error) // set by Run: logs a part that stopped with an error
+	statePath string                       // the rules' state, next to the spool
+	savedAt   time.Time                    // when it was last written; pipeline goroutine only
 }
 
 type namedDriver struct {
@@ -100,7 +113,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, opts: opts, log: opts.Logger, clock: opts.Clock, metrics: metrics.New()}
 	g.in = make(chan item, opts.InputQueue)
-	g.sensors = newSensorTable(cfg.Sensors, g.metrics)
+	g.swap = make(chan swapRequest)
+	g.started = g.clock.Now()
+	g.sensors.Store(newSensorTable(cfg.Sensors, g.metrics))
 
 	ok := false
 	defer func() {
@@ -111,21 +126,22 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := g.openSpool(); err != nil {
 		return nil, err
 	}
-	var err error
-	if g.engine, err = rules.New(cfg, g.metrics, g.clock.Now()); err != nil {
+	eng, err := rules.New(cfg, g.metrics, g.started)
+	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
+	g.engine.Store(eng)
 	g.statePath = filepath.Join(filepath.Dir(cfg.Buffer.Path), "rules-state.json")
 	g.savedAt = g.clock.Now()
 	if b, err := os.ReadFile(g.statePath); err == nil {
-		if err := g.engine.Restore(b, g.clock.Now()); err != nil {
+		if err := eng.Restore(b, g.clock.Now()); err != nil {
 			g.log.Warn("rules state not restored; alerts and machines start afresh", "path", g.statePath, "err", err)
 		}
 	}
 	if g.uplink, err = newUplink(cfg, g.spool, g.clock, g.log, g.metrics); err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
-	if err := g.buildDrivers(); err != nil {
+	if g.drivers, err = g.buildDrivers(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Alerts.MQTTTopic != "" {
@@ -162,31 +178,32 @@ func (g *Gateway) openSpool() error {
 	return nil
 }
 
-// buildDrivers starts one driver per driver kind the config names, in the
+// buildDrivers makes one driver per driver kind the config names, in the
 // order the kinds first appear.
-func (g *Gateway) buildDrivers() error {
+func (g *Gateway) buildDrivers(cfg *config.Config) ([]namedDriver, error) {
 	byDriver := map[string][]config.Sensor{}
 	var kinds []string
-	for _, s := range g.cfg.Sensors {
+	for _, s := range cfg.Sensors {
 		if _, seen := byDriver[s.Driver]; !seen {
 			kinds = append(kinds, s.Driver)
 		}
 		byDriver[s.Driver] = append(byDriver[s.Driver], s)
 	}
+	var out []namedDriver
 	for _, kind := range kinds {
 		f, ok := drivers.Lookup(kind)
 		if !ok {
-			return fmt.Errorf("driver %q is not built into this binary", kind)
+			return nil, fmt.Errorf("driver %q is not built into this binary", kind)
 		}
-		env := drivers.Env{Gateway: g.cfg.Gateway, MQTT: g.cfg.MQTT, StateDir: filepath.Dir(g.cfg.Buffer.Path), Clock: g.clock,
+		env := drivers.Env{Gateway: cfg.Gateway, MQTT: cfg.MQTT, StateDir: filepath.Dir(cfg.Buffer.Path), Clock: g.clock,
 			Logger: g.log.With("driver", kind), Metrics: g.metrics}
 		d, err := f.New(env, byDriver[kind])
 		if err != nil {
-			return fmt.Errorf("driver %s: %w", kind, err)
+			return nil, fmt.Errorf("driver %s: %w", kind, err)
 		}
-		g.drivers = append(g.drivers, namedDriver{kind, d})
+		out = append(out, namedDriver{kind, d})
 	}
-	return nil
+	return out, nil
 }
 
 // Addr is the HTTP server's bound address.
@@ -203,11 +220,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	httpCtx, stopHTTP := context.WithCancel(bg)
 	upCtx, stopUplink := context.WithCancel(bg)
 	spoolCtx, stopSpool := context.WithCancel(bg)
-	driverCtx, stopDrivers := context.WithCancel(ctx)
 	defer stopHTTP()
 	defer stopUplink()
 	defer stopSpool()
-	defer stopDrivers()
 
 	var errMu sync.Mutex
 	var firstErr error
@@ -222,7 +237,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		errMu.Unlock()
 	}
-	var httpWG, upWG, spoolWG, pipeWG, drvWG sync.WaitGroup
+	var httpWG, upWG, spoolWG, pipeWG, watchWG sync.WaitGroup
+	g.fail = fail
 	httpWG.Go(func() { fail("http", g.http.Run(httpCtx)) })
 	spoolWG.Go(func() { fail("spool", g.spool.Run(spoolCtx)) })
 	upWG.Go(func() { fail("uplink", g.uplink.Run(upCtx)) })
@@ -233,8 +249,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.raise("edgegw_spool_corrupt", "critical", "The buffer file was corrupt and was moved aside to "+moved+"; a fresh one was started")
 	}
 	pipeWG.Go(g.pipeline)
-	for _, nd := range g.drivers {
-		drvWG.Go(func() { fail("driver "+nd.name, nd.d.Run(driverCtx, sink{g})) })
+	g.reloadMu.Lock()
+	g.gen = g.startDrivers(g.drivers)
+	g.reloadMu.Unlock()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if g.opts.ConfigPath != "" {
+		watchWG.Go(func() { g.watchConfig(watchCtx) })
 	}
 	g.log.Info("gateway running", "gateway", g.cfg.Gateway.ID, "http", g.http.Addr(),
 		"sensors", len(g.cfg.Sensors), "rules", len(g.cfg.Rules), "spool", g.cfg.Buffer.Path)
@@ -244,8 +265,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	<-ctx.Done()
 	g.log.Info("stopping")
 	g.ready.Store(false)
-	stopDrivers()
-	drvWG.Wait()
+	stopWatch()
+	watchWG.Wait()
+	g.reloadMu.Lock()
+	g.stopping = true
+	g.gen.stop()
+	g.reloadMu.Unlock()
 	close(g.in) // no driver sends any more
 	pipeWG.Wait()
 	g.saveState(g.clock.Now())

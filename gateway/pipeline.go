@@ -27,9 +27,11 @@ func (g *Gateway) pipeline() {
 				return
 			}
 			g.handle(it)
+		case req := <-g.swap:
+			g.applySwap(req)
 		case <-tick.Chan():
 			now := g.clock.Now()
-			for _, a := range g.engine.Tick(now) {
+			for _, a := range g.engine.Load().Tick(now) {
 				g.route(a)
 			}
 			g.routeEvents()
@@ -47,18 +49,22 @@ const stateSaveEvery = 30 * time.Second
 
 // routeEvents appends the downtime events the last evaluation produced.
 func (g *Gateway) routeEvents() {
-	for _, e := range g.engine.TakeEvents() {
-		if _, err := g.spool.Append(reading.FromEvent(e), nil); err != nil {
-			g.log.Error("downtime event not spooled", "machine", e.Machine, "state", e.State, "err", err)
-		}
-		g.log.Info("downtime", "machine", e.Machine, "state", e.State, "start", e.Start, "duration", e.Duration)
+	for _, e := range g.engine.Load().TakeEvents() {
+		g.routeEventValue(e)
 	}
+}
+
+func (g *Gateway) routeEventValue(e reading.Event) {
+	if _, err := g.spool.Append(reading.FromEvent(e), nil); err != nil {
+		g.log.Error("downtime event not spooled", "machine", e.Machine, "state", e.State, "err", err)
+	}
+	g.log.Info("downtime", "machine", e.Machine, "state", e.State, "start", e.Start, "duration", e.Duration)
 }
 
 // saveState writes the rules' state next to the spool, atomically.
 func (g *Gateway) saveState(now time.Time) {
 	g.savedAt = now
-	b, err := g.engine.Snapshot()
+	b, err := g.engine.Load().Snapshot()
 	if err == nil {
 		err = writeFileAtomic(g.statePath, b)
 	}
@@ -89,7 +95,7 @@ func writeFileAtomic(path string, b []byte) error {
 
 func (g *Gateway) handle(it item) {
 	r := it.r
-	if !g.sensors.update(&r) {
+	if !g.sensors.Load().update(&r) {
 		g.log.Warn("reading for a sensor the config does not have; dropped", "sensor", r.Sensor)
 		g.metrics.Dropped.WithLabelValues(metrics.DropMalformed).Inc()
 		if it.ack != nil {
@@ -100,7 +106,7 @@ func (g *Gateway) handle(it item) {
 	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
 		r.Quality = reading.Bad
 	}
-	transitions := g.engine.Observe(r, g.clock.Now())
+	transitions := g.engine.Load().Observe(r, g.clock.Now())
 	if _, err := g.spool.Append(reading.FromReading(r), it.ack); err != nil {
 		// ErrFull with reject_new: refused and counted by the spool. The
 		// source is acknowledged anyway: a broker redelivering what the
@@ -142,7 +148,7 @@ func (g *Gateway) httpOptions() httpapi.Options {
 		Listen:   g.cfg.HTTP.Listen,
 		Registry: g.metrics.Registry,
 		Logger:   g.log,
-		Sensors:  func() []httpapi.Sensor { return g.sensors.snapshot(g.clock.Now()) },
+		Sensors:  func() []httpapi.Sensor { return g.sensors.Load().snapshot(g.clock.Now()) },
 		Alerts:   g.alertRows,
 		Machines: g.machineRows,
 		Health:   g.health,
@@ -150,7 +156,7 @@ func (g *Gateway) httpOptions() httpapi.Options {
 }
 
 func (g *Gateway) alertRows() []httpapi.Alert {
-	st := g.engine.Alerts()
+	st := g.engine.Load().Alerts()
 	out := make([]httpapi.Alert, 0, len(st))
 	for _, s := range st {
 		row := httpapi.Alert{Rule: s.Rule, Expr: s.Expr, State: s.State, Severity: s.Severity,
@@ -180,7 +186,7 @@ func (g *Gateway) health() httpapi.Health {
 }
 
 func (g *Gateway) machineRows() []httpapi.Machine {
-	ms := g.engine.Machines(g.clock.Now())
+	ms := g.engine.Load().Machines(g.clock.Now())
 	out := make([]httpapi.Machine, 0, len(ms))
 	for _, m := range ms {
 		row := httpapi.Machine{Name: m.Name, State: m.State, DowntimeTodayS: m.DowntimeToday.Seconds(),

@@ -57,13 +57,29 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
 	slog.SetDefault(logger)
-	g, err := gateway.New(c, gateway.Options{Logger: logger, Version: version})
+	g, err := gateway.New(c, gateway.Options{Logger: logger, Version: version, ConfigPath: path})
 	if err != nil {
 		logger.Error("cannot start", "config", path, "err", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads sensors, rules and machines (so does a change of the
+	// file, which the gateway watches).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				logger.Info("SIGHUP: reloading", "config", path)
+				_ = g.Reload(path)
+			}
+		}
+	}()
 	if err := g.Run(ctx); err != nil {
 		logger.Error("exited with an error", "err", err)
 		return 1

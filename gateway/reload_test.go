@@ -1,0 +1,66 @@
+package gateway_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/edgegw/edgegw/gateway/internal/peers"
+)
+
+// A reload adds a sensor and a rule, keeps the firing alert of the unchanged
+// rule firing (no second "firing"), and an invalid file is rejected with the
+// running config kept.
+func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
+	s := newStack(t)
+	path := s.config(t, `sensors:
+  - {id: temp, driver: mqtt, topic: line/temp}
+rules:
+  - {name: too_hot, expr: "temp > 80", severity: critical}
+`)
+	gw := start(t, path)
+	pub := peers.Client(t, s.broker.URL(), "plc")
+	peers.WaitReading(t, pub, gw.g.Addr(), "line/temp", "90", "temp") // too_hot fires
+
+	body, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := strings.Replace(string(body), "rules:\n", "  - {id: pressure, driver: mqtt, topic: line/pressure, unit: bar}\nrules:\n", 1) +
+		"  - {name: low_pressure, expr: \"pressure < 2\", severity: warning}\n"
+	if err := os.WriteFile(path, []byte(grown), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.g.Reload(path); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	// The new sensor reads, the new rule fires, the old alert is still firing.
+	peers.WaitReading(t, pub, gw.g.Addr(), "line/pressure", "1.5", "pressure")
+	peers.Publish(t, pub, "line/temp", "95")
+
+	bad := strings.Replace(grown, "temp > 80", "temp >", 1)
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.g.Reload(path); err == nil {
+		t.Fatal("an invalid config was accepted")
+	}
+	peers.Publish(t, pub, "line/temp", "20") // the running rule still resolves
+
+	var got []string
+	s.kafka.Consume([]string{"plant.alerts"}, 20*time.Second, func(r *kgo.Record) bool {
+		a := decode(t, r)
+		got = append(got, a.Rule+":"+a.State)
+		return len(got) < 3
+	})
+	want := "too_hot:firing low_pressure:firing too_hot:resolved"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("alert transitions %v, want %s", got, want)
+	}
+	if err := gw.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
