@@ -24,7 +24,9 @@ import (
 
 	"github.com/edgegw/edgegw/buffer"
 	"github.com/edgegw/edgegw/drivers"
+	"github.com/edgegw/edgegw/drivers/gpio"
 	"github.com/edgegw/edgegw/gateway/alertmqtt"
+	"github.com/edgegw/edgegw/gateway/annunciator"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/gateway/httpapi"
 	"github.com/edgegw/edgegw/gateway/metrics"
@@ -60,6 +62,10 @@ type Gateway struct {
 	uplink *uplink.Uplink
 	alerts *alertmqtt.Publisher // nil without alerts.mqtt_topic
 	http   *httpapi.Server
+
+	ackToken string                   // alerts.ack_token_file's token; "" disables acknowledging
+	ann      *annunciator.Annunciator // nil without alerts.annunciator
+	light    *gpio.Output             // the annunciator's output
 
 	// The parts a reload replaces. The pipeline goroutine and the HTTP
 	// handlers read them through the atomic pointers; a reload swaps them
@@ -149,6 +155,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("alerts: %w", err)
 		}
+	}
+	if err := g.openAlertSinks(); err != nil {
+		return nil, err
 	}
 	if g.http, err = httpapi.Listen(g.httpOptions()); err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
@@ -248,6 +257,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if moved := g.spool.Recovered(); moved != "" {
 		g.raise("edgegw_spool_corrupt", "critical", "The buffer file was corrupt and was moved aside to "+moved+"; a fresh one was started")
 	}
+	g.updateAnnunciator() // restored firing alerts light it at once
 	pipeWG.Go(g.pipeline)
 	g.reloadMu.Lock()
 	g.gen = g.startDrivers(g.drivers)
@@ -301,6 +311,10 @@ func (g *Gateway) flushUplink() {
 }
 
 func (g *Gateway) closeAll() {
+	if g.light != nil {
+		_ = g.light.Close()
+		g.light = nil
+	}
 	if g.spool != nil {
 		if err := g.spool.Close(); err != nil {
 			g.log.Error("closing the spool", "err", err)

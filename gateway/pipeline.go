@@ -133,6 +133,7 @@ func (g *Gateway) route(a reading.Alert) {
 	if g.alerts != nil {
 		g.alerts.Publish(a, seq)
 	}
+	g.updateAnnunciator()
 	g.log.Info("alert", "rule", a.Rule, "state", a.State, "severity", a.Severity, "value", a.Value, "message", a.Message)
 }
 
@@ -151,6 +152,8 @@ func (g *Gateway) httpOptions() httpapi.Options {
 		Sensors:  func() []httpapi.Sensor { return g.sensors.Load().snapshot(g.clock.Now()) },
 		Alerts:   g.alertRows,
 		Machines: g.machineRows,
+		AckToken: g.ackToken,
+		Ack:      g.ack,
 		Health:   g.health,
 	}
 }
@@ -160,7 +163,7 @@ func (g *Gateway) alertRows() []httpapi.Alert {
 	out := make([]httpapi.Alert, 0, len(st))
 	for _, s := range st {
 		row := httpapi.Alert{Rule: s.Rule, Expr: s.Expr, State: s.State, Severity: s.Severity,
-			Message: s.Message, Labels: s.Labels}
+			Message: s.Message, Labels: s.Labels, Acked: s.Acked}
 		if !s.Since.IsZero() {
 			since := s.Since
 			row.Since = &since

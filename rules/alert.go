@@ -50,6 +50,10 @@ type alertState struct {
 	// keepFiringSince is when a firing alert's condition cleared, while
 	// keep_firing_for holds it firing; zero otherwise.
 	keepFiringSince time.Time
+	// ackedAt is when an operator acknowledged the firing alert (see
+	// Engine.Ack); zero when not acknowledged. Every new firing starts
+	// unacknowledged.
+	ackedAt time.Time
 }
 
 // step advances the alert by one evaluation at now: cond is the rule's
@@ -73,6 +77,7 @@ func (a *alertState) step(cond, cleared bool, now time.Time, hold, keep time.Dur
 		if a.state == Pending && now.Sub(a.activeAt) >= hold {
 			a.state = Firing
 			a.firedAt = now
+			a.ackedAt = time.Time{}
 			return toFiring
 		}
 		return noTransition
@@ -98,6 +103,7 @@ func (a *alertState) step(cond, cleared bool, now time.Time, hold, keep time.Dur
 		a.state = Inactive
 		a.resolvedAt = now
 		a.keepFiringSince = time.Time{}
+		a.ackedAt = time.Time{}
 		return toResolved
 	}
 	return noTransition

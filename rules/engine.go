@@ -62,6 +62,10 @@ type Status struct {
 	State    string    // inactive | pending | firing
 	Since    time.Time // when the condition became true; zero while inactive
 	FiredAt  time.Time // when it started firing; zero unless firing
+	// Acked is whether an operator acknowledged the firing alert (Ack);
+	// AckedAt is when, zero unless Acked. A new firing starts unacked.
+	Acked   bool
+	AckedAt time.Time
 	// Value is the latest value of the first sensor the expression names;
 	// 0 before that sensor's first reading.
 	Value float64
@@ -352,6 +356,7 @@ func (e *Engine) Alerts() []Status {
 		}
 		if a.state == Firing {
 			out[i].FiredAt = a.firedAt
+			out[i].Acked, out[i].AckedAt = !a.ackedAt.IsZero(), a.ackedAt
 		}
 	}
 	e.mu.Unlock()

@@ -16,7 +16,7 @@ import (
 //     with the same expr and clear text; otherwise it starts inactive. So a
 //     config change resets only the rules it changed.
 //   - a restored firing alert stays firing and emits no new firing
-//     transition; a restored pending alert keeps its since, so `for:`
+//     transition, and keeps its acknowledgement (Ack), if any; a restored pending alert keeps its since, so `for:`
 //     counts from the original start. Until every sensor its expression
 //     reads as a value has a reading again, a restored pending or firing
 //     alert is not evaluated at all (after a restart there is no data yet,
@@ -49,6 +49,9 @@ type ruleSnap struct {
 	FiredAt         time.Time `json:"fired_at,omitzero"`
 	ResolvedAt      time.Time `json:"resolved_at,omitzero"`
 	KeepFiringSince time.Time `json:"keep_firing_since,omitzero"`
+	// AckedAt is an operator's acknowledgement of a firing alert. Added
+	// without a version bump: a snapshot without it restores unacked.
+	AckedAt time.Time `json:"acked_at,omitzero"`
 }
 
 type machineSnap struct {
@@ -75,6 +78,7 @@ func (e *Engine) Snapshot() ([]byte, error) {
 		s.Rules = append(s.Rules, ruleSnap{
 			Name: r.cfg.Name, Expr: r.cfg.Expr, Clear: r.cfg.Clear, State: a.state.String(),
 			ActiveAt: a.activeAt, FiredAt: a.firedAt, ResolvedAt: a.resolvedAt, KeepFiringSince: a.keepFiringSince,
+			AckedAt: a.ackedAt,
 		})
 	}
 	for _, m := range e.machines {
@@ -139,6 +143,9 @@ func (e *Engine) Restore(b []byte, now time.Time) error {
 		r.alert = alertState{
 			state: states[i], activeAt: rs.ActiveAt, firedAt: rs.FiredAt,
 			resolvedAt: rs.ResolvedAt, keepFiringSince: rs.KeepFiringSince,
+		}
+		if states[i] == Firing {
+			r.alert.ackedAt = rs.AckedAt
 		}
 		switch {
 		case was != Firing && states[i] == Firing:

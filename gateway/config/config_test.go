@@ -63,6 +63,21 @@ machines:
 	}
 }
 
+func TestAlertsAnnunciator(t *testing.T) {
+	c, err := Parse("gw.yaml", []byte(base+"alerts: {ack_token_file: /etc/edgegw/ack_token, annunciator: {pin: GPIO22}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Alerts.Annunciator
+	if c.Alerts.AckTokenFile != "/etc/edgegw/ack_token" || a == nil || a.Pin != "GPIO22" || a.ActiveLow || a.Blink != DefaultBlink {
+		t.Fatalf("alerts = %+v, annunciator %+v", c.Alerts, a)
+	}
+	c, err = Parse("gw.yaml", []byte(base))
+	if err != nil || c.Alerts.Annunciator != nil || c.Alerts.AckTokenFile != "" {
+		t.Fatalf("without alerts: %v, %+v", err, c.Alerts)
+	}
+}
+
 // Each class of error, with the exact message a plant engineer sees.
 func TestProblems(t *testing.T) {
 	cases := []struct {
@@ -121,6 +136,12 @@ func TestProblems(t *testing.T) {
 			[]string{`gw.yaml:5: http.listen: duplicate key (first at line 5)`}},
 		{"wildcard alert topic", base + "alerts: {mqtt_topic: plant/+/alerts}\n",
 			[]string{`gw.yaml:5: alerts.mqtt_topic: "plant/+/alerts": a topic to publish to cannot hold the wildcards + or #`}},
+		{"annunciator without pin", base + "alerts: {annunciator: {active_low: true}}\n",
+			[]string{`gw.yaml:5: alerts.annunciator.pin: required: the output's board name (GPIO22) or number`}},
+		{"annunciator blink too short", base + "alerts: {annunciator: {pin: GPIO22, blink: 10ms}}\n",
+			[]string{`gw.yaml:5: alerts.annunciator.blink: 10ms is too short (at least 100ms)`}},
+		{"inline ack token is no key", base + "alerts: {ack_token: s3cret}\n",
+			[]string{`gw.yaml:5: alerts.ack_token: unknown key (did you mean "ack_token_file"?)`}},
 		{"syntax error", base + "sensors: [\n",
 			[]string{`gw.yaml:5: YAML syntax: did not find expected node content`}},
 		{"empty file", "\n", []string{`gw.yaml:1: the file is empty`}},

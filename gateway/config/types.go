@@ -185,4 +185,20 @@ type Alerts struct {
 	// MQTTTopic is the prefix alerts are published under, retained, QoS 1,
 	// as <mqtt_topic>/<rule>. Empty: no MQTT alerts.
 	MQTTTopic string `yaml:"mqtt_topic"`
+	// AckTokenFile holds the bearer token an operator presents to
+	// acknowledge an alert (POST /api/alerts/<rule>/ack); trailing newline
+	// ignored, secrets are never inline. Empty: acknowledging is disabled
+	// and the route answers 403.
+	AckTokenFile string `yaml:"ack_token_file"`
+	// Annunciator is an optional GPIO output (stack light, siren): off
+	// while nothing fires, on while something fires, blinking while a
+	// critical alert fires unacknowledged. Nil: none.
+	Annunciator *Annunciator `yaml:"annunciator"`
+}
+
+// Annunciator is the output driven by the alert states.
+type Annunciator struct {
+	Pin       string   `yaml:"pin"`        // required; board name (GPIO22) or number (22)
+	ActiveLow bool     `yaml:"active_low"` // for relay boards that switch on a low level; default false
+	Blink     Duration `yaml:"blink"`      // blink period while a critical alert is unacknowledged; default 500ms
 }

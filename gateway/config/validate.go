@@ -25,6 +25,7 @@ const (
 	DefaultCompression    = "zstd"
 	DefaultMinDowntime    = Duration(30 * time.Second)
 	DefaultSeverity       = "warning"
+	DefaultBlink          = Duration(500 * time.Millisecond)
 )
 
 // When-full policies.
@@ -94,6 +95,9 @@ func (c *Config) applyDefaults() {
 		if c.Machines[i].MinDowntime == 0 {
 			c.Machines[i].MinDowntime = DefaultMinDowntime
 		}
+	}
+	if a := c.Alerts.Annunciator; a != nil && a.Blink == 0 {
+		a.Blink = DefaultBlink
 	}
 	for i := range c.Rules {
 		if c.Rules[i].Severity == "" {
@@ -168,6 +172,15 @@ func (c *Config) validate() Problems {
 	}
 	if t := c.Alerts.MQTTTopic; strings.ContainsAny(t, "+#") {
 		add("alerts.mqtt_topic", "%q: a topic to publish to cannot hold the wildcards + or #", t)
+	}
+	if a := c.Alerts.Annunciator; a != nil {
+		if strings.TrimSpace(a.Pin) == "" {
+			add("alerts.annunciator.pin", "required: the output's board name (GPIO22) or number")
+		}
+		// Faster than this a relay chatters and a lamp looks steady.
+		if a.Blink < Duration(100*time.Millisecond) {
+			add("alerts.annunciator.blink", "%s is too short (at least 100ms)", a.Blink)
+		}
 	}
 	return ps
 }

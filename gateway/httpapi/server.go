@@ -1,7 +1,8 @@
 // Package httpapi serves the gateway's HTTP surface on http.listen: the
 // plant-floor page, the JSON API, health and Prometheus metrics. It reads
-// the gateway's state through the functions in Options and changes nothing:
-// every handler here is read-only.
+// the gateway's state through the functions in Options. Every route is a
+// read-only GET except one: an operator's acknowledgement of a firing alert
+// (POST /api/alerts/{rule}/ack, see ack.go), which needs a bearer token.
 package httpapi
 
 import (
@@ -40,6 +41,7 @@ type Alert struct {
 	Value    *float64          `json:"value"`
 	Message  string            `json:"message"`
 	Labels   map[string]string `json:"labels,omitempty"`
+	Acked    bool              `json:"acked"` // an operator acknowledged the firing alert
 }
 
 // Machine is one row of /api/machines.
@@ -73,6 +75,13 @@ type Options struct {
 	Machines func() []Machine
 	Health   func() Health
 	Logger   *slog.Logger
+	// AckToken is the bearer token POST /api/alerts/{rule}/ack requires
+	// (alerts.ack_token_file's content). Empty: acknowledging is disabled
+	// and the route answers 403.
+	AckToken string
+	// Ack acknowledges rule's firing alert. Its error wraps ErrUnknownRule
+	// (answered 404) or ErrNotFiring (409); any other error is a 500.
+	Ack func(rule string) error
 }
 
 // Server is the HTTP server.
@@ -145,6 +154,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/alerts", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, nonNil(s.opts.Alerts()))
 	})
+	mux.HandleFunc("POST /api/alerts/{rule}/ack", s.ack)
 	mux.HandleFunc("GET /api/machines", func(w http.ResponseWriter, _ *http.Request) {
 		var ms []Machine
 		if s.opts.Machines != nil {

@@ -1,0 +1,78 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+)
+
+// Errors the Options.Ack function wraps, so that the server answers 404 or
+// 409 without importing the rules package.
+var (
+	ErrUnknownRule = errors.New("unknown rule")
+	ErrNotFiring   = errors.New("alert is not firing")
+)
+
+// maxAckBody bounds what an acknowledgement may send: it needs no body, and
+// an unauthenticated client should not make the server read megabytes.
+const maxAckBody = 1 << 10
+
+// ack is POST /api/alerts/{rule}/ack: 204 when acknowledged, 401 without
+// the right bearer token, 403 when no token is configured, 404 for an
+// unknown rule, 409 when the alert is not firing, 413 for a body over
+// 1 KiB.
+func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if s.opts.AckToken == "" || s.opts.Ack == nil {
+		http.Error(w, "acknowledgement disabled", http.StatusForbidden)
+		return
+	}
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="edgegw"`)
+		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxAckBody)
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		http.Error(w, "request body over 1KiB", http.StatusRequestEntityTooLarge)
+		return
+	}
+	rule := r.PathValue("rule")
+	err := s.opts.Ack(rule)
+	switch {
+	case err == nil:
+		s.logger().Info("alert acknowledged", "rule", rule, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrUnknownRule):
+		http.Error(w, err.Error(), http.StatusNotFound)
+	case errors.Is(err, ErrNotFiring):
+		http.Error(w, err.Error(), http.StatusConflict)
+	default:
+		s.logger().Warn("alert acknowledgement failed", "rule", rule, "err", err)
+		http.Error(w, "acknowledgement failed", http.StatusInternalServerError)
+	}
+}
+
+// authorized reports whether r carries "Authorization: Bearer <AckToken>".
+// Both sides are hashed first so that the constant-time comparison does
+// not leak the token's length either.
+func (s *Server) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	want := sha256.Sum256([]byte(s.opts.AckToken))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.opts.Logger != nil {
+		return s.opts.Logger
+	}
+	return slog.Default()
+}
