@@ -198,6 +198,10 @@ func (g *Gateway) machineRows() []httpapi.Machine {
 			since := m.Since
 			row.Since = &since
 		}
+		if m.HasReason {
+			reason := m.Reason
+			row.Reason = &reason
+		}
 		if !m.StopStart.IsZero() {
 			start := m.StopStart
 			row.StopStart = &start

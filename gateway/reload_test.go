@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/edgegw/edgegw/gateway"
 	"github.com/edgegw/edgegw/gateway/internal/peers"
 )
 
@@ -65,4 +66,25 @@ rules:
 	if err := gw.stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Saving a changed config file reloads it (the gateway looks every 2 s).
+func TestReloadOnFileChange(t *testing.T) {
+	s := newStack(t)
+	path := s.config(t, `sensors:
+  - {id: temp, driver: mqtt, topic: line/temp}
+`)
+	gw := startWith(t, path, gateway.Options{ConfigPath: path})
+	pub := peers.Client(t, s.broker.URL(), "plc")
+	peers.WaitReading(t, pub, gw.g.Addr(), "line/temp", "20", "temp")
+	body, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(body, []byte("  - {id: flow, driver: mqtt, topic: line/flow}\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// WaitReading publishes until the new sensor reads, which it can only
+	// once the watcher has reloaded the file.
+	peers.WaitReading(t, pub, gw.g.Addr(), "line/flow", "3.5", "flow")
 }

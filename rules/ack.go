@@ -38,5 +38,18 @@ func (e *Engine) Ack(rule string, now time.Time) error {
 		}
 		return nil
 	}
+	// A machine's stale-signal alert (machine.go) is acknowledged alike.
+	for _, m := range e.machines {
+		if staleRule(m.cfg.Name) != rule {
+			continue
+		}
+		if m.staleAlert.state != Firing {
+			return fmt.Errorf("rule %s: %w", rule, ErrNotFiring)
+		}
+		if m.staleAlert.ackedAt.IsZero() {
+			m.staleAlert.ackedAt = now
+		}
+		return nil
+	}
 	return fmt.Errorf("rule %s: %w", rule, ErrUnknownRule)
 }

@@ -180,6 +180,26 @@ rules:
 			want: []string{`cfg.yaml:12: rules[0].clear: expected bool, but got float64`},
 		},
 		{
+			name: "unknown reason sensor",
+			yaml: `machines:
+  - name: press
+    running: "press_running == 1"
+    reason: press_reson
+  - {name: saw, running: "press_running == 1", reason: press_temp}
+`,
+			want: []string{`cfg.yaml:12: machines[0].reason: unknown sensor "press_reson"`},
+		},
+		{
+			name: "rule named like a machine's stale-signal alert",
+			yaml: `machines:
+  - {name: press, running: "press_running == 1"}
+rules:
+  - {name: press_signal_stale, expr: "press_temp > 1"}
+  - {name: saw_signal_stale, expr: "press_temp > 1"}
+`,
+			want: []string{`cfg.yaml:12: rules[0].name: "press_signal_stale" is taken by machine "press"'s stale-signal alert`},
+		},
+		{
 			name: "problems of several rules in line order",
 			yaml: `rules:
   - {name: a, expr: "press_temp >"}

@@ -16,7 +16,8 @@ import (
 )
 
 // Check compiles every rule's expr and message and every machine's running
-// expression of c, and returns what is wrong with them as FILE:LINE problems
+// expression of c, checks machines' reason sensors and that no rule takes a
+// machine's stale-signal alert name, and returns what is wrong with them as FILE:LINE problems
 // (none: nil). It is what `edgegw check` adds to config.Load's own checks.
 func Check(c *config.Config) config.Problems {
 	_, _, _, ps := compile(c)
@@ -87,7 +88,23 @@ func compile(c *config.Config) (*sensorTable, []*rule, []*machine, config.Proble
 		for _, msg := range msgs {
 			ps = append(ps, c.Problem(path, "%s", msg))
 		}
-		machines = append(machines, &machine{cfg: m, cond: cond})
+		mc := &machine{cfg: m, cond: cond, reason: -1}
+		if m.Reason != "" {
+			if ri, ok := t.index[m.Reason]; ok {
+				mc.reason = ri
+			} else {
+				ps = append(ps, c.Problem(fmt.Sprintf("machines[%d].reason", i), "unknown sensor %q", m.Reason))
+			}
+		}
+		machines = append(machines, mc)
+	}
+	// Each machine's stale-signal alert is named <machine>_signal_stale
+	// (see machine.go): no rule may take that name.
+	stale := map[string]string{}
+	for _, m := range c.Machines {
+		if m.Name != "" {
+			stale[staleRule(m.Name)] = m.Name
+		}
 	}
 	rules := make([]*rule, 0, len(c.Rules))
 	for i, rc := range c.Rules {
@@ -95,6 +112,9 @@ func compile(c *config.Config) (*sensorTable, []*rule, []*machine, config.Proble
 			continue // config.Load already says it is required
 		}
 		path := fmt.Sprintf("rules[%d]", i)
+		if m, ok := stale[rc.Name]; ok {
+			ps = append(ps, c.Problem(path+".name", "%q is taken by machine %q's stale-signal alert", rc.Name, m))
+		}
 		r := &rule{cfg: rc, hold: rc.For.D(), keep: rc.KeepFiringFor.D()}
 		cond, msgs := t.compile(rc.Expr)
 		for _, msg := range msgs {

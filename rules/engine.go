@@ -95,6 +95,9 @@ type Engine struct {
 	// names it.
 	machines  []*machine
 	byMachine [][]int
+	// byReason lists, per sensor index, the machines whose reason sensor
+	// it is.
+	byReason [][]int
 
 	// mu guards everything below and the rules' alert state: Observe and
 	// Tick write them, Alerts reads them from another goroutine.
@@ -148,6 +151,7 @@ func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
 		env:        make(map[string]any, len(t.ids)),
 		machines:   machines,
 		byMachine:  make([][]int, len(t.ids)),
+		byReason:   make([][]int, len(t.ids)),
 	}
 	for mi, m := range machines {
 		m.stale = minStale
@@ -156,6 +160,9 @@ func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
 			e.byMachine[s] = append(e.byMachine[s], mi)
 		}
 		m.state, m.since = machineUnknown, start
+		if m.reason >= 0 {
+			e.byReason[m.reason] = append(e.byReason[m.reason], mi)
+		}
 	}
 	for ri, r := range rules {
 		for _, c := range []*condition{r.cond, r.clear} {
@@ -175,7 +182,7 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 	i, ok := e.sensors.index[r.Sensor]
 	// A sensor no rule names cannot change any rule: skip even the lock,
 	// which keeps the pipeline's per-reading cost near zero for them.
-	if !ok || len(e.bySensor[i]) == 0 && len(e.byMachine[i]) == 0 || r.Quality == reading.Bad || math.IsNaN(r.Value) {
+	if !ok || len(e.bySensor[i]) == 0 && len(e.byMachine[i]) == 0 && len(e.byReason[i]) == 0 || r.Quality == reading.Bad || math.IsNaN(r.Value) {
 		return nil
 	}
 	e.mu.Lock()
@@ -191,7 +198,10 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 		out = e.eval(e.rules[ri], now, out)
 	}
 	for _, mi := range e.byMachine[i] {
-		e.evalMachine(e.machines[mi], now)
+		out = e.evalMachine(e.machines[mi], now, out)
+	}
+	for _, mi := range e.byReason[i] {
+		e.machines[mi].observeReason(r.Value)
 	}
 	// One add per reading, not one per evaluation: the counter is atomic
 	// and shared with the /metrics scrape.
@@ -212,7 +222,7 @@ func (e *Engine) Tick(now time.Time) []reading.Alert {
 		out = e.eval(r, now, out)
 	}
 	for _, m := range e.machines {
-		e.evalMachine(m, now)
+		out = e.evalMachine(m, now, out)
 	}
 	e.evals.Add(float64(len(e.rules)))
 	return out
@@ -332,10 +342,11 @@ func (e *Engine) sensor(r *rule) string {
 	return e.sensors.ids[r.cond.sensors[0]]
 }
 
-// Alerts returns a snapshot of every rule's alert, in config order. It is
-// safe to call while Observe and Tick run on another goroutine.
+// Alerts returns a snapshot of every rule's alert, in config order, then
+// every machine's stale-signal alert (see machine.go), in config order. It
+// is safe to call while Observe and Tick run on another goroutine.
 func (e *Engine) Alerts() []Status {
-	out := make([]Status, len(e.rules))
+	out := make([]Status, len(e.rules), len(e.rules)+len(e.machines))
 	data := make([]messageData, len(e.rules))
 	e.mu.Lock()
 	for i, r := range e.rules {
@@ -359,6 +370,7 @@ func (e *Engine) Alerts() []Status {
 			out[i].Acked, out[i].AckedAt = !a.ackedAt.IsZero(), a.ackedAt
 		}
 	}
+	out = e.staleStatuses(out)
 	e.mu.Unlock()
 	// Templates run outside the lock: the pipeline should not wait on a
 	// dashboard request. Rules' templates and config never change.
@@ -376,7 +388,7 @@ func (e *Engine) Alerts() []Status {
 func (e *Engine) Sensors() []string {
 	var ids []string
 	for i, rs := range e.bySensor {
-		if len(rs) > 0 || len(e.byMachine[i]) > 0 {
+		if len(rs) > 0 || len(e.byMachine[i]) > 0 || len(e.byReason[i]) > 0 {
 			ids = append(ids, e.sensors.ids[i])
 		}
 	}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"time"
 
 	"github.com/edgegw/edgegw/gateway/config"
@@ -50,6 +51,25 @@ import (
 // Availability is 1 − DowntimeToday / (now − first), where first is the
 // first evaluation of the machine today, or midnight when the engine was
 // already running across midnight; 1 while nothing has been observed yet.
+//
+// A machine's `reason` sensor, if configured, carries the stop's reason
+// code: its readings observed while a stop is open (down, or unknown
+// during a stop) are recorded, the last one wins, and it stays shown
+// after the stop ends, until the next stop begins (which starts without
+// one). A reading from before the stop does not count. It is shown by
+// Machines only; downtime events do not carry it.
+//
+// A machine that is unknown is itself an alert, named
+// `<machine>_signal_stale` (a rule may not take that name; Check says so),
+// severity warning: it fires at the first evaluation that sees the machine
+// unknown, with since = when it became unknown, and resolves at the first
+// evaluation that sees it up or down; each transition once. Right after
+// the engine's start (or a restart) the machine has had no chance to read:
+// the alert does not fire before start + the machine's staleness limit
+// (then with since = start if it has been unknown all along); a restored
+// firing one stays firing meanwhile while the machine is unknown. It counts in
+// the firing gauge, is listed by Alerts after the rules, can be
+// acknowledged like a rule's alert, and survives a restart (state.go).
 
 // minStale is the floor of a machine's staleness limit.
 const minStale = 30 * time.Second
@@ -96,13 +116,27 @@ type MachineStatus struct {
 	StopsToday    int
 	Availability  float64 // 0..1, see the package notes on machines
 	Running       string  // the running expression
+	// Reason is the reason code of the open stop or, with none open, of
+	// the last one: the reason sensor's last value seen during it.
+	// HasReason is false when no reason sensor is configured or it sent
+	// nothing during that stop.
+	Reason    float64
+	HasReason bool
 }
+
+// staleSeverity is the severity of a machine's stale-signal alert.
+const staleSeverity = "warning"
+
+// staleRule is the rule name of machine's stale-signal alert.
+func staleRule(machine string) string { return machine + "_signal_stale" }
 
 // machine is one configured machine and its downtime state.
 type machine struct {
 	cfg   config.Machine
 	cond  *condition
 	stale time.Duration // staleness limit of its sensors
+	// reason is the sensor index of the reason sensor, -1 if none.
+	reason int
 
 	state machineState
 	since time.Time
@@ -110,6 +144,12 @@ type machine struct {
 	stopStart time.Time
 	downSent  bool   // the open stop's down event was emitted
 	err       string // the latest run-time error, logged once
+	// reasonVal is the current or last stop's reason code, if hasReason.
+	reasonVal float64
+	hasReason bool
+	// staleAlert is the machine's stale-signal alert (only inactive or
+	// firing: it has no `for:`).
+	staleAlert alertState
 
 	// Today's figures: day is the local date ("2006-01-02") they are for,
 	// "" before the first evaluation; first is the start of the day's
@@ -147,8 +187,9 @@ func (m *machine) rollDay(now time.Time) {
 	}
 }
 
-// evalMachine evaluates m at now and records the events it causes.
-func (e *Engine) evalMachine(m *machine, now time.Time) {
+// evalMachine evaluates m at now, records the events it causes and
+// appends its stale-signal alert's transition, if any, to out.
+func (e *Engine) evalMachine(m *machine, now time.Time, out []reading.Alert) []reading.Alert {
 	m.rollDay(now)
 	up, known, err := e.run(m.cond)
 	if err != nil {
@@ -175,11 +216,13 @@ func (e *Engine) evalMachine(m *machine, now time.Time) {
 	if next != m.state {
 		m.state, m.since = next, now
 	}
+	out = e.evalStale(m, now, out)
 	if next == machineDown && m.stopStart.IsZero() {
 		m.stopStart, m.downSent = now, false
+		m.reasonVal, m.hasReason = 0, false
 	}
 	if m.stopStart.IsZero() {
-		return
+		return out
 	}
 	if !m.downSent && now.Sub(m.stopStart) >= m.minDowntime() {
 		m.downSent = true
@@ -197,6 +240,73 @@ func (e *Engine) evalMachine(m *machine, now time.Time) {
 		m.downToday += now.Sub(later(m.stopStart, m.first))
 		m.stopStart, m.downSent = time.Time{}, false
 	}
+	return out
+}
+
+// evalStale advances m's stale-signal alert at now and appends its
+// transition, if any.
+func (e *Engine) evalStale(m *machine, now time.Time, out []reading.Alert) []reading.Alert {
+	// The start grace only delays a firing: a restored firing alert of a
+	// machine still unknown stays firing.
+	stale := m.state == machineUnknown && (m.staleAlert.state == Firing || now.Sub(e.hist.start) >= m.stale)
+	switch m.staleAlert.step(stale, !stale, now, 0, 0) {
+	case toFiring:
+		m.staleAlert.activeAt = m.since
+		e.firing.Inc()
+		e.toFiring.Inc()
+		return append(out, e.staleTransition(m, reading.StateFiring, now))
+	case toResolved:
+		e.firing.Dec()
+		e.toResolved.Inc()
+		return append(out, e.staleTransition(m, reading.StateResolved, now))
+	}
+	return out
+}
+
+func (e *Engine) staleTransition(m *machine, state string, now time.Time) reading.Alert {
+	return reading.Alert{
+		Rule:     staleRule(m.cfg.Name),
+		State:    state,
+		Severity: staleSeverity,
+		Value:    math.NaN(),
+		Since:    m.staleAlert.activeAt,
+		TS:       now,
+		Message:  staleMessage(m),
+	}
+}
+
+func staleMessage(m *machine) string {
+	return "Machine " + m.cfg.Name + ": running signal stale or missing"
+}
+
+// observeReason records v, a reading of m's reason sensor, if a stop is
+// open.
+func (m *machine) observeReason(v float64) {
+	if !m.stopStart.IsZero() {
+		m.reasonVal, m.hasReason = v, true
+	}
+}
+
+// staleStatuses appends the machines' stale-signal alerts as Alerts shows
+// them. The caller holds e.mu.
+func (e *Engine) staleStatuses(out []Status) []Status {
+	for _, m := range e.machines {
+		a := m.staleAlert
+		st := Status{
+			Rule:     staleRule(m.cfg.Name),
+			Expr:     m.cfg.Running,
+			Severity: staleSeverity,
+			State:    a.state.String(),
+			Value:    math.NaN(),
+		}
+		if a.state == Firing {
+			st.Since, st.FiredAt = a.activeAt, a.firedAt
+			st.Acked, st.AckedAt = !a.ackedAt.IsZero(), a.ackedAt
+			st.Message = staleMessage(m)
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 func later(a, b time.Time) time.Time {
@@ -248,6 +358,8 @@ func (e *Engine) Machines(now time.Time) []MachineStatus {
 			StopsToday:    stops,
 			Availability:  avail,
 			Running:       m.cfg.Running,
+			Reason:        m.reasonVal,
+			HasReason:     m.hasReason,
 		}
 	}
 	return out

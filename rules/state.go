@@ -27,6 +27,10 @@ import (
 //     continues with its original start, and its down event is not
 //     repeated. Today's figures are restored only if the snapshot's day is
 //     now's local day; otherwise they start afresh.
+//     The reason code of the open or last stop is restored with it. A
+//     machine's firing stale-signal alert stays firing (with its since and
+//     acknowledgement) and emits no new firing; it resolves once the
+//     machine reads again.
 //   - rules and machines no longer configured are ignored.
 //
 // A snapshot that is not valid JSON of this shape (or of another version)
@@ -66,6 +70,15 @@ type machineSnap struct {
 	First           time.Time     `json:"first,omitzero"`
 	DowntimeTodayNs time.Duration `json:"downtime_today_ns"`
 	StopsToday      int           `json:"stops_today"`
+	// Reason and the stale-signal alert were added without a version
+	// bump: a snapshot without them restores none.
+	Reason *float64 `json:"reason,omitempty"`
+	// StaleFiredAt is when the stale-signal alert fired; zero unless it
+	// is firing. StaleSince is its since, StaleAckedAt its
+	// acknowledgement.
+	StaleFiredAt time.Time `json:"stale_fired_at,omitzero"`
+	StaleSince   time.Time `json:"stale_since,omitzero"`
+	StaleAckedAt time.Time `json:"stale_acked_at,omitzero"`
 }
 
 // Snapshot returns the engine's restorable state as JSON. It is safe to
@@ -82,11 +95,19 @@ func (e *Engine) Snapshot() ([]byte, error) {
 		})
 	}
 	for _, m := range e.machines {
-		s.Machines = append(s.Machines, machineSnap{
+		ms := machineSnap{
 			Name: m.cfg.Name, Running: m.cfg.Running, State: m.state.String(), Since: m.since,
 			StopStart: m.stopStart, DownEmitted: m.downSent,
 			Day: m.day, First: m.first, DowntimeTodayNs: m.downToday, StopsToday: m.stopsToday,
-		})
+		}
+		if m.hasReason {
+			v := m.reasonVal
+			ms.Reason = &v
+		}
+		if a := m.staleAlert; a.state == Firing {
+			ms.StaleFiredAt, ms.StaleSince, ms.StaleAckedAt = a.firedAt, a.activeAt, a.ackedAt
+		}
+		s.Machines = append(s.Machines, ms)
 	}
 	e.mu.Unlock()
 	return json.Marshal(s)
@@ -170,6 +191,21 @@ func (e *Engine) Restore(b []byte, now time.Time) error {
 		m.day, m.first, m.downToday, m.stopsToday = "", time.Time{}, 0, 0
 		if ms.Day == today {
 			m.day, m.first, m.downToday, m.stopsToday = ms.Day, ms.First, ms.DowntimeTodayNs, ms.StopsToday
+		}
+		m.reasonVal, m.hasReason = 0, false
+		if ms.Reason != nil {
+			m.reasonVal, m.hasReason = *ms.Reason, true
+		}
+		was := m.staleAlert.state
+		m.staleAlert = alertState{}
+		if !ms.StaleFiredAt.IsZero() && mstates[i] == machineUnknown {
+			m.staleAlert = alertState{state: Firing, activeAt: ms.StaleSince, firedAt: ms.StaleFiredAt, ackedAt: ms.StaleAckedAt}
+		}
+		switch st := m.staleAlert.state; {
+		case was != Firing && st == Firing:
+			e.firing.Inc()
+		case was == Firing && st != Firing:
+			e.firing.Dec()
 		}
 	}
 	return nil

@@ -161,6 +161,9 @@ type Machine struct {
 	Name        string   `yaml:"name"`         // required
 	Running     string   `yaml:"running"`      // required expression, true while running
 	MinDowntime Duration `yaml:"min_downtime"` // a shorter stop is no event; default 30s
+	// Reason, if set, is the id of a sensor carrying the stop's reason
+	// code; its last value seen during a stop is shown with the machine.
+	Reason string `yaml:"reason"`
 }
 
 // Rule is an alert rule.

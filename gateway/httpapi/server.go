@@ -53,6 +53,7 @@ type Machine struct {
 	DowntimeTodayS float64    `json:"downtime_today_s"`
 	StopsToday     int        `json:"stops_today"`
 	Availability   float64    `json:"availability"` // 0..1 over today so far
+	Reason         *float64   `json:"reason"`       // the last stop's reason code, from the machine's reason sensor
 	Running        string     `json:"running"`
 }
 
