@@ -72,8 +72,9 @@ type Gateway struct {
 	// (see reload.go).
 	engine   atomic.Pointer[rules.Engine]
 	sensors  atomic.Pointer[sensorTable]
-	drivers  []namedDriver // the next generation to start; under reloadMu
-	started  time.Time     // when the gateway started: age() of a sensor never seen counts from it
+	drivers  []namedDriver  // built for the first generation; Run starts them
+	live     *config.Config // the config the running drivers and rules came from; under reloadMu
+	started  time.Time      // when the gateway started: age() of a sensor never seen counts from it
 	swap     chan swapRequest
 	gen      *generation // the running drivers; under reloadMu
 	reloadMu sync.Mutex
@@ -147,6 +148,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if g.uplink, err = newUplink(cfg, g.spool, g.clock, g.log, g.metrics); err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
+	g.live = cfg
 	if g.drivers, err = g.buildDrivers(cfg); err != nil {
 		return nil, err
 	}

@@ -101,7 +101,12 @@ func (g *Gateway) Reload(path string) error {
 	ds, err := g.buildDrivers(cfg)
 	if err != nil {
 		g.log.Error("config reload rejected: its drivers cannot start; the old ones start again", "config", path, "err", err)
-		g.gen = g.startDrivers(g.drivers)
+		// A driver runs once: the old ones are built anew from their config.
+		old, oerr := g.buildDrivers(g.live)
+		if oerr != nil {
+			g.log.Error("the old drivers cannot start again either; no sensor is read until a reload succeeds", "err", oerr)
+		}
+		g.gen = g.startDrivers(old)
 		return err
 	}
 	done := make(chan error, 1)
@@ -109,7 +114,7 @@ func (g *Gateway) Reload(path string) error {
 	if err := <-done; err != nil {
 		g.log.Warn("alert and machine state not carried over the reload", "err", err)
 	}
-	g.drivers = ds
+	g.live = cfg
 	g.gen = g.startDrivers(ds)
 	g.log.Info("config reloaded", "config", path, "sensors", len(cfg.Sensors), "rules", len(cfg.Rules), "machines", len(cfg.Machines))
 	return nil

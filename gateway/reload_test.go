@@ -49,6 +49,16 @@ rules:
 	if err := gw.g.Reload(path); err == nil {
 		t.Fatal("an invalid config was accepted")
 	}
+	// A valid file whose drivers cannot start (no such pin here) is
+	// rejected too, and the running MQTT driver is started again.
+	nopin := strings.Replace(grown, "rules:\n", "  - {id: door, driver: gpio, pin: GPIO99}\nrules:\n", 1)
+	if err := os.WriteFile(path, []byte(nopin), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.g.Reload(path); err == nil {
+		t.Fatal("a config whose pin does not exist was accepted")
+	}
+	peers.WaitReading(t, pub, gw.g.Addr(), "line/temp", "96", "temp")
 	peers.Publish(t, pub, "line/temp", "20") // the running rule still resolves
 
 	// Per rule, in order (the rules' keys may sit in different partitions).
