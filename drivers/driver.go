@@ -47,6 +47,21 @@ type Env struct {
 	Metrics  *metrics.Set
 }
 
+// WithDefaults fills what a test or a tool may leave out: the real clock,
+// the default logger, a private metrics set.
+func (e Env) WithDefaults() Env {
+	if e.Clock == nil {
+		e.Clock = clockwork.NewRealClock()
+	}
+	if e.Logger == nil {
+		e.Logger = slog.Default()
+	}
+	if e.Metrics == nil {
+		e.Metrics = metrics.New()
+	}
+	return e
+}
+
 // Driver is a running source for all the sensors of one driver kind.
 type Driver interface {
 	// Run reads until ctx is done and returns once every goroutine it

@@ -31,20 +31,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/host/v3"
 
 	"github.com/edgegw/edgegw/drivers"
 	"github.com/edgegw/edgegw/gateway/config"
-	"github.com/edgegw/edgegw/gateway/metrics"
 )
 
 // Name is the `driver:` value of GPIO sensors.
@@ -204,15 +201,7 @@ type Driver struct {
 // rate), or a rate sensor whose pin has no counter is an error naming the
 // sensor and the pin.
 func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
-	if env.Clock == nil {
-		env.Clock = clockwork.NewRealClock()
-	}
-	if env.Logger == nil {
-		env.Logger = slog.Default()
-	}
-	if env.Metrics == nil {
-		env.Metrics = metrics.New()
-	}
+	env = env.WithDefaults()
 	d := &Driver{env: env, pollEvery: time.Second, retryEvery: time.Second}
 	byPin := map[string]*input{} // resolved pin → its input
 	type rate struct {

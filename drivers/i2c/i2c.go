@@ -27,7 +27,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jonboulle/clockwork"
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2creg"
 	"periph.io/x/host/v3"
@@ -81,15 +80,7 @@ func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
 
 // build is New with the bus opener and the conversion wait injected.
 func build(env drivers.Env, sensors []config.Sensor, open opener, sleep func(time.Duration)) (*Driver, error) {
-	if env.Clock == nil {
-		env.Clock = clockwork.NewRealClock()
-	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if env.Metrics == nil {
-		env.Metrics = metrics.New()
-	}
+	env = env.WithDefaults()
 	d := &Driver{env: env, log: env.Logger, metrics: env.Metrics}
 	groups, err := group(sensors)
 	if err != nil {

@@ -27,10 +27,7 @@ package modbus
 
 import (
 	"context"
-	"log/slog"
 	"sync"
-
-	"github.com/jonboulle/clockwork"
 
 	"github.com/edgegw/edgegw/drivers"
 	"github.com/edgegw/edgegw/gateway/config"
@@ -57,12 +54,7 @@ func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	if env.Clock == nil {
-		env.Clock = clockwork.NewRealClock()
-	}
-	if env.Logger == nil {
-		env.Logger = slog.Default()
-	}
+	env = env.WithDefaults()
 	return &Driver{env: env, ports: ports}, nil
 }
 

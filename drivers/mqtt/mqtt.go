@@ -29,7 +29,6 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgegw/edgegw/drivers"
@@ -127,15 +126,7 @@ func newDriver(env drivers.Env, sensors []config.Sensor, t timing) (*Driver, err
 	if m.QoS != nil {
 		d.qos = byte(*m.QoS)
 	}
-	if d.env.Logger == nil {
-		d.env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if d.env.Clock == nil {
-		d.env.Clock = clockwork.NewRealClock()
-	}
-	if d.env.Metrics == nil {
-		d.env.Metrics = metrics.New()
-	}
+	d.env = d.env.WithDefaults()
 	d.log = d.env.Logger // the gateway names the driver in it
 	d.limit = newLogLimiter(d.env.Clock, t.logEvery)
 

@@ -25,18 +25,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-
 	"github.com/edgegw/edgegw/drivers"
 	"github.com/edgegw/edgegw/drivers/serialport"
 	"github.com/edgegw/edgegw/gateway/config"
-	"github.com/edgegw/edgegw/gateway/metrics"
 )
 
 // Name is the `driver:` value of serial line sensors.
@@ -128,15 +124,7 @@ type Driver struct {
 // New builds the driver for all serial sensors, checking each as Check
 // does and that sensors sharing a port agree on its settings.
 func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
-	if env.Clock == nil {
-		env.Clock = clockwork.NewRealClock()
-	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if env.Metrics == nil {
-		env.Metrics = metrics.New()
-	}
+	env = env.WithDefaults()
 	d := &Driver{}
 	byPort := map[string]*line{}
 	for _, s := range sensors {

@@ -25,8 +25,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-
 	"github.com/edgegw/edgegw/drivers"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/gateway/reading"
@@ -124,9 +122,7 @@ func New(env drivers.Env, sensors []config.Sensor) (drivers.Driver, error) {
 	if seed == 0 {
 		seed = rand.Int64() // no seed: a different line each start
 	}
-	if env.Clock == nil {
-		env.Clock = clockwork.NewRealClock()
-	}
+	env = env.WithDefaults()
 	return &Driver{env: env, sensors: ss, line: newLine(uint64(seed), runFor.D(), stopFor.D())}, nil
 }
 

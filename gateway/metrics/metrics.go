@@ -17,7 +17,6 @@ const (
 	DropMalformed       = "malformed"     // a payload that did not parse
 	DropUnknownTopic    = "unknown_topic" // an MQTT message no sensor claims
 	DropNotANumber      = "not_a_number"
-	DropShutdown        = "shutdown" // accepted by nobody before a stop
 )
 
 // Set holds the metric handles. The zero value is not usable; call New.
