@@ -184,7 +184,10 @@ func (s *Spool) finishRun() {
 // commit writes b in one transaction, then calls its done callbacks. On
 // failure b goes back in front of the pending records, to be retried.
 func (s *Spool) commit(b *batch) error {
-	if err := s.write(b); err != nil {
+	s.committing.Store(s.clock.Now().UnixNano())
+	err := s.write(b)
+	s.committing.Store(0)
+	if err != nil {
 		s.mu.Lock()
 		b.appendBatch(s.pend)
 		s.pend.reset()

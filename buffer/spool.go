@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgegw/edgegw/gateway/metrics"
@@ -124,6 +125,20 @@ type Spool struct {
 	badThrough uint64 // undecodable records up to here are counted
 	st         state
 	changed    chan struct{} // closed and replaced whenever st changes
+
+	// committing is when the commit in progress began (clock's Unix
+	// nanoseconds), 0 between commits; see CommitSince.
+	committing atomic.Int64
+}
+
+// CommitSince is when the group commit in progress began, zero when none
+// is: a commit that has run for long means a disk that no longer answers
+// (a dying SD card), which the gateway's watchdog reports to systemd.
+func (s *Spool) CommitSince() time.Time {
+	if ns := s.committing.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Append gives rec the next seq and queues it for the next group commit. It

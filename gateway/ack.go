@@ -39,6 +39,11 @@ func (g *Gateway) openAlertSinks() error {
 // ack acknowledges a firing alert for the HTTP API: it stays firing, the
 // siren stops blinking.
 func (g *Gateway) ack(rule string) error {
+	if g.ackOwn(rule) {
+		g.log.Info("alert acknowledged", "rule", rule)
+		g.updateAnnunciator()
+		return nil
+	}
 	err := g.engine.Load().Ack(rule, g.clock.Now())
 	switch {
 	case errors.Is(err, rules.ErrUnknownRule):
@@ -55,6 +60,6 @@ func (g *Gateway) ack(rule string) error {
 
 func (g *Gateway) updateAnnunciator() {
 	if g.ann != nil {
-		g.ann.Update(g.engine.Load().Alerts())
+		g.ann.Update(g.allAlerts())
 	}
 }

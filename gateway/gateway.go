@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/jonboulle/clockwork"
 
 	"github.com/edgegw/edgegw/buffer"
@@ -80,8 +81,13 @@ type Gateway struct {
 	reloadMu sync.Mutex
 	stopping bool // under reloadMu: no reload once the stop began
 
-	in    chan item
-	ready atomic.Bool
+	own ownAlerts // the gateway's own alerts (own.go)
+	// beat is when the pipeline goroutine last went round its loop on a
+	// tick (clock's Unix nanoseconds), read by the watchdog.
+	beat         atomic.Int64
+	notifyFailed atomic.Bool // an sd_notify failed (logged once)
+	in           chan item
+	ready        atomic.Bool
 
 	fail      func(part string, err error) // set by Run: logs a part that stopped with an error
 	statePath string                       // the rules' state, next to the spool
@@ -122,7 +128,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.in = make(chan item, opts.InputQueue)
 	g.swap = make(chan swapRequest)
 	g.started = g.clock.Now()
-	g.sensors.Store(newSensorTable(cfg.Sensors, g.metrics))
+	g.beat.Store(g.started.UnixNano())
 
 	ok := false
 	defer func() {
@@ -138,6 +144,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	g.engine.Store(eng)
+	g.sensors.Store(newSensorTable(cfg.Sensors, eng.SensorMachines(), g.metrics))
 	g.statePath = filepath.Join(filepath.Dir(cfg.Buffer.Path), "rules-state.json")
 	g.savedAt = g.clock.Now()
 	if b, err := os.ReadFile(g.statePath); err == nil {
@@ -161,6 +168,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := g.openAlertSinks(); err != nil {
 		return nil, err
 	}
+	g.metrics.Register(g.probes())
 	if g.http, err = httpapi.Listen(g.httpOptions()); err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
 	}
@@ -271,11 +279,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.log.Info("gateway running", "gateway", g.cfg.Gateway.ID, "http", g.http.Addr(),
 		"sensors", len(g.cfg.Sensors), "rules", len(g.cfg.Rules), "spool", g.cfg.Buffer.Path)
+	if wd, err := daemon.SdWatchdogEnabled(false); err != nil {
+		g.log.Warn("systemd watchdog settings not understood; not pinging", "err", err)
+	} else if wd > 0 {
+		tick := g.clock.NewTicker(wd / 2)
+		watchWG.Go(func() { g.watchdog(watchCtx, wd, tick) })
+	}
+	g.notify(daemon.SdNotifyReady + "\nSTATUS=" + g.statusLine())
 
 	// A driver that stops on its own (an error retrying cannot fix) does
 	// not stop the gateway: the others go on, and the error is logged.
 	<-ctx.Done()
 	g.log.Info("stopping")
+	g.notify(daemon.SdNotifyStopping)
 	g.ready.Store(false)
 	stopWatch()
 	watchWG.Wait()

@@ -7,7 +7,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/edgegw/edgegw/buffer"
+	"github.com/edgegw/edgegw/gateway/clocksync"
 	"github.com/edgegw/edgegw/gateway/httpapi"
 	"github.com/edgegw/edgegw/gateway/metrics"
 	"github.com/edgegw/edgegw/gateway/reading"
@@ -31,10 +35,12 @@ func (g *Gateway) pipeline() {
 			g.applySwap(req)
 		case <-tick.Chan():
 			now := g.clock.Now()
+			g.beat.Store(now.UnixNano())
 			for _, a := range g.engine.Load().Tick(now) {
 				g.route(a)
 			}
 			g.routeEvents()
+			g.checkOwn(now)
 			if now.Sub(g.savedAt) >= stateSaveEvery {
 				g.saveState(now)
 			}
@@ -57,6 +63,9 @@ func (g *Gateway) routeEvents() {
 func (g *Gateway) routeEventValue(e reading.Event) {
 	if _, err := g.spool.Append(reading.FromEvent(e), nil); err != nil {
 		g.log.Error("downtime event not spooled", "machine", e.Machine, "state", e.State, "err", err)
+	}
+	if g.http != nil {
+		g.http.Notify()
 	}
 	g.log.Info("downtime", "machine", e.Machine, "state", e.State, "start", e.Start, "duration", e.Duration)
 }
@@ -134,21 +143,21 @@ func (g *Gateway) route(a reading.Alert) {
 		g.alerts.Publish(a, seq)
 	}
 	g.updateAnnunciator()
+	if g.http != nil {
+		g.http.Notify()
+	}
 	g.log.Info("alert", "rule", a.Rule, "state", a.State, "severity", a.Severity, "value", a.Value, "message", a.Message)
 }
 
-// raise fires one of the gateway's own alerts (edgegw_<condition>).
-func (g *Gateway) raise(rule, severity, message string) {
-	now := g.clock.Now()
-	g.route(reading.Alert{Rule: rule, State: reading.StateFiring, Severity: severity,
-		Value: math.NaN(), Since: now, TS: now, Message: message})
-}
-
 func (g *Gateway) httpOptions() httpapi.Options {
+	gw := g.cfg.Gateway
 	return httpapi.Options{
 		Listen:   g.cfg.HTTP.Listen,
+		Gateway:  httpapi.GatewayInfo{ID: gw.ID, Site: gw.Site, Line: gw.Line, Version: g.opts.Version},
 		Registry: g.metrics.Registry,
 		Logger:   g.log,
+		Clock:    g.clock.Now,
+		Streams:  g.metrics.HTTPStreams,
 		Sensors:  func() []httpapi.Sensor { return g.sensors.Load().snapshot(g.clock.Now()) },
 		Alerts:   g.alertRows,
 		Machines: g.machineRows,
@@ -159,11 +168,11 @@ func (g *Gateway) httpOptions() httpapi.Options {
 }
 
 func (g *Gateway) alertRows() []httpapi.Alert {
-	st := g.engine.Load().Alerts()
+	st := g.allAlerts()
 	out := make([]httpapi.Alert, 0, len(st))
 	for _, s := range st {
 		row := httpapi.Alert{Rule: s.Rule, Expr: s.Expr, State: s.State, Severity: s.Severity,
-			Message: s.Message, Labels: s.Labels, Acked: s.Acked}
+			Message: s.Message, Labels: s.Labels, Acked: s.Acked, Machine: s.Machine}
 		if !s.Since.IsZero() {
 			since := s.Since
 			row.Since = &since
@@ -177,22 +186,92 @@ func (g *Gateway) alertRows() []httpapi.Alert {
 }
 
 func (g *Gateway) health() httpapi.Health {
-	h := httpapi.Health{Gateway: g.cfg.Gateway.ID, Version: g.opts.Version, Ready: g.ready.Load()}
+	now := g.clock.Now()
+	h := httpapi.Health{Gateway: g.cfg.Gateway.ID, Version: g.opts.Version, Ready: g.ready.Load(),
+		SpoolMaxBytes: int64(g.cfg.Buffer.MaxBytes), DroppedByReason: map[string]int64{}}
 	if g.uplink != nil {
 		h.UplinkConnected = g.uplink.Connected()
+		_, h.UplinkError = g.uplink.Outage()
 	}
 	if sp := g.spool; sp != nil {
 		st := sp.Stats()
-		h.SpoolRecords, h.SpoolBytes = int64(st.Records), int64(st.Bytes)
+		h.SpoolRecords, h.SpoolBytes = st.Records, st.Bytes
+		if !st.OldestTS.IsZero() {
+			ts, age := st.OldestTS, now.Sub(st.OldestTS).Seconds()
+			h.SpoolOldestTS, h.SpoolOldestAgeS = &ts, &age
+		}
+	}
+	for reason, n := range g.drops() {
+		h.DroppedByReason[reason] = n
+		h.Dropped += uint64(n)
+	}
+	switch clocksync.Check() {
+	case clocksync.Synced:
+		h.ClockSynced = ptr(true)
+	case clocksync.Unsynced:
+		h.ClockSynced = ptr(false)
 	}
 	return h
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// drops reads edgegw_dropped_total back, by reason.
+func (g *Gateway) drops() map[string]int64 {
+	out := map[string]int64{}
+	ch := make(chan prometheus.Metric, 16)
+	go func() { g.metrics.Dropped.Collect(ch); close(ch) }()
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) != nil {
+			continue
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "reason" {
+				out[l.GetValue()] = int64(pb.GetCounter().GetValue())
+			}
+		}
+	}
+	return out
+}
+
+// probes are the metrics read at scrape time.
+func (g *Gateway) probes() metrics.Probes {
+	return metrics.Probes{
+		SpoolOldestAge: func() float64 {
+			if sp := g.spool; sp != nil {
+				if ts := sp.Stats().OldestTS; !ts.IsZero() {
+					return max(g.clock.Now().Sub(ts).Seconds(), 0)
+				}
+			}
+			return 0
+		},
+		ClockSynced: func() float64 {
+			switch clocksync.Check() {
+			case clocksync.Synced:
+				return 1
+			case clocksync.Unsynced:
+				return 0
+			}
+			return -1
+		},
+		Alerts: func(state string) float64 {
+			n := 0
+			for _, a := range g.allAlerts() {
+				if a.State == state {
+					n++
+				}
+			}
+			return float64(n)
+		},
+	}
 }
 
 func (g *Gateway) machineRows() []httpapi.Machine {
 	ms := g.engine.Load().Machines(g.clock.Now())
 	out := make([]httpapi.Machine, 0, len(ms))
 	for _, m := range ms {
-		row := httpapi.Machine{Name: m.Name, State: m.State, DowntimeTodayS: m.DowntimeToday.Seconds(),
+		row := httpapi.Machine{Name: m.Name, Line: m.Line, State: m.State, DowntimeTodayS: m.DowntimeToday.Seconds(),
 			StopsToday: m.StopsToday, Availability: m.Availability, Running: m.Running}
 		if !m.Since.IsZero() {
 			since := m.Since

@@ -110,7 +110,7 @@ func (g *Gateway) Reload(path string) error {
 		return err
 	}
 	done := make(chan error, 1)
-	g.swap <- swapRequest{engine: eng, sensors: newSensorTable(cfg.Sensors, g.metrics), done: done}
+	g.swap <- swapRequest{engine: eng, sensors: newSensorTable(cfg.Sensors, eng.SensorMachines(), g.metrics), done: done}
 	if err := <-done; err != nil {
 		g.log.Warn("alert and machine state not carried over the reload", "err", err)
 	}

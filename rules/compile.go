@@ -277,13 +277,14 @@ func firstLine(s string) string {
 
 // rule is one compiled alert rule and its lifecycle state.
 type rule struct {
-	cfg   config.Rule
-	hold  time.Duration // `for:`
-	keep  time.Duration // `keep_firing_for:`
-	cond  *condition
-	clear *condition         // nil: the alert resolves when cond turns false
-	tmpl  *template.Template // nil: the default message
-	alert alertState
+	cfg     config.Rule
+	machine string        // the machine the alert is about, "" for none (owner.go)
+	hold    time.Duration // `for:`
+	keep    time.Duration // `keep_firing_for:`
+	cond    *condition
+	clear   *condition         // nil: the alert resolves when cond turns false
+	tmpl    *template.Template // nil: the default message
+	alert   alertState
 	// restored: a pending or firing alert taken back by Restore, not
 	// evaluated until the sensors its expression reads as values have
 	// readings again.

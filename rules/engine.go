@@ -73,6 +73,7 @@ type Status struct {
 	// Duration counted to the latest Observe or Tick; "" while inactive.
 	Message string
 	Labels  map[string]string
+	Machine string // the machine the alert is about, "" for none (see owner.go)
 	Errors  uint64 // evaluations that failed at run time and counted as false
 	Error   string // the latest such failure, "" if none ever did
 }
@@ -98,6 +99,9 @@ type Engine struct {
 	// byReason lists, per sensor index, the machines whose reason sensor
 	// it is.
 	byReason [][]int
+	// sensorMachine is, per sensor index, the machine the sensor belongs
+	// to ("" for none; owner.go).
+	sensorMachine []string
 
 	// mu guards everything below and the rules' alert state: Observe and
 	// Tick write them, Alerts reads them from another goroutine.
@@ -173,6 +177,7 @@ func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
 			}
 		}
 	}
+	e.assignOwners(c)
 	return e, nil
 }
 
@@ -358,6 +363,7 @@ func (e *Engine) Alerts() []Status {
 			State:    a.state.String(),
 			Value:    e.value(r),
 			Labels:   maps.Clone(r.cfg.Labels),
+			Machine:  r.machine,
 			Errors:   r.errors,
 			Error:    r.err,
 		}

@@ -108,6 +108,7 @@ func parseMachineState(s string) (machineState, bool) {
 // MachineStatus is one machine as the dashboard and /api/machines show it.
 type MachineStatus struct {
 	Name  string
+	Line  string    // machines[].line, default gateway.line
 	State string    // "up" | "down" | "unknown"
 	Since time.Time // when the current state began (the engine's start at first)
 	// StopStart is when the open stop began; zero if none is open.
@@ -298,6 +299,7 @@ func (e *Engine) staleStatuses(out []Status) []Status {
 			Severity: staleSeverity,
 			State:    a.state.String(),
 			Value:    math.NaN(),
+			Machine:  m.cfg.Name,
 		}
 		if a.state == Firing {
 			st.Since, st.FiredAt = a.activeAt, a.firedAt
@@ -351,6 +353,7 @@ func (e *Engine) Machines(now time.Time) []MachineStatus {
 		}
 		out[i] = MachineStatus{
 			Name:          m.cfg.Name,
+			Line:          m.cfg.Line,
 			State:         m.state.String(),
 			Since:         m.since,
 			StopStart:     m.stopStart,

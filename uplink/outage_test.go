@@ -158,10 +158,16 @@ func TestBrokerRestart(t *testing.T) {
 	if env.u.Connected() {
 		t.Error("Connected() true while the broker is down")
 	}
+	if since, msg := env.u.Outage(); since.IsZero() || msg == "" {
+		t.Errorf("Outage() = %v, %q during the outage", since, msg)
+	}
 	pending, _ := src.state()
 
 	c2 := newCluster(t, kfake.Ports(port), kfake.DataDir(dir))
 	waitFor(t, 10*time.Second, "Connected() true", env.u.Connected)
+	if since, msg := env.u.Outage(); !since.IsZero() || msg != "" {
+		t.Errorf("Outage() = %v, %q after reconnecting", since, msg)
+	}
 	close(stopFeed)
 	last := <-fed
 	env.waitDrained(t, 20*time.Second, last)

@@ -104,6 +104,11 @@ type Uplink struct {
 	down      bool
 	downSince time.Time
 	failures  int
+
+	// What Outage reports, for the dashboard and the uplink-down alert.
+	outageMu    sync.Mutex
+	outageSince time.Time
+	outageErr   string
 }
 
 // New checks opts, fills in defaults and returns an Uplink that reads from
@@ -174,6 +179,14 @@ func New(opts Options, src Source) (*Uplink, error) {
 // Connected reports whether the last produce succeeded. It is false until
 // the first batch was acknowledged.
 func (u *Uplink) Connected() bool { return u.connected.Load() }
+
+// Outage tells whether produce attempts are failing now: since when (zero
+// when not) and the last attempt's error, summarised.
+func (u *Uplink) Outage() (since time.Time, lastErr string) {
+	u.outageMu.Lock()
+	defer u.outageMu.Unlock()
+	return u.outageSince, u.outageErr
+}
 
 // Sent is the highest seq Kafka acknowledged, together with every record
 // before it. The spool is acknowledged through it shortly after, and always
@@ -289,6 +302,9 @@ func (u *Uplink) delivered(b *batch) {
 			"down_for", now.Sub(u.downSince).Round(time.Millisecond), "failed_attempts", u.failures)
 	}
 	u.down, u.failures = false, 0
+	u.outageMu.Lock()
+	u.outageSince, u.outageErr = time.Time{}, ""
+	u.outageMu.Unlock()
 }
 
 // failed records a failed attempt; an outage is logged once, when it starts.
@@ -297,6 +313,12 @@ func (u *Uplink) failed(b *batch, err error) {
 	u.m.UplinkConnected.Set(0)
 	u.connected.Store(false)
 	u.failures++
+	u.outageMu.Lock()
+	if !u.down {
+		u.outageSince = u.clock.Now()
+	}
+	u.outageErr = summarize(err)
+	u.outageMu.Unlock()
 	if !u.down {
 		u.down, u.downSince = true, u.clock.Now()
 		u.log.Warn("kafka produce failed; keeping the batch and retrying until it succeeds",

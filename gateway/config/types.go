@@ -102,6 +102,10 @@ type Sensor struct {
 	Driver   string   `yaml:"driver"`   // required; a registered driver
 	Unit     string   `yaml:"unit"`     // optional, carried with every reading
 	Interval Duration `yaml:"interval"` // polling or heartbeat period, for drivers that poll
+	// Machine, if set, names the machine this sensor belongs to, for the
+	// dashboard's per-machine view. Without it, a sensor that one
+	// machine's running or reason names belongs to that machine.
+	Machine string `yaml:"machine"`
 
 	// mqtt
 	Topic string `yaml:"topic"` // topic filter; + and # wildcards allowed
@@ -164,6 +168,9 @@ type Machine struct {
 	// Reason, if set, is the id of a sensor carrying the stop's reason
 	// code; its last value seen during a stop is shown with the machine.
 	Reason string `yaml:"reason"`
+	// Line is the production line the machine stands on, for the
+	// dashboard's per-line view; default gateway.line.
+	Line string `yaml:"line"`
 }
 
 // Rule is an alert rule.
@@ -181,6 +188,10 @@ type Rule struct {
 	Severity      string            `yaml:"severity"` // info | warning | critical; default warning
 	Message       string            `yaml:"message"`  // text/template; {{ .Value }} {{ .Rule }} {{ .Since }}
 	Labels        map[string]string `yaml:"labels"`   // optional, carried to the dashboard
+	// Machine, if set, names the machine the alert is about, for the
+	// dashboard's per-machine view. Without it, a rule whose sensors all
+	// belong to one machine belongs to that machine.
+	Machine string `yaml:"machine"`
 }
 
 // Alerts says where alert transitions go besides Kafka.

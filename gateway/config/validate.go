@@ -99,6 +99,11 @@ func (c *Config) applyDefaults() {
 	if a := c.Alerts.Annunciator; a != nil && a.Blink == 0 {
 		a.Blink = DefaultBlink
 	}
+	for i := range c.Machines {
+		if c.Machines[i].Line == "" {
+			c.Machines[i].Line = c.Gateway.Line
+		}
+	}
 	for i := range c.Rules {
 		if c.Rules[i].Severity == "" {
 			c.Rules[i].Severity = DefaultSeverity
@@ -157,6 +162,17 @@ func (c *Config) validate() Problems {
 			add(p+".running", "required: an expression that is true while the machine runs")
 		}
 	}
+	machineNamed := func(path, name string) {
+		if _, ok := names[name]; name != "" && !ok {
+			add(path, "no machine is named %q (machines: %s)", name, c.machineList())
+		}
+	}
+	for i, s := range c.Sensors {
+		machineNamed(fmt.Sprintf("sensors[%d].machine", i), s.Machine)
+	}
+	for i, r := range c.Rules {
+		machineNamed(fmt.Sprintf("rules[%d].machine", i), r.Machine)
+	}
 	names = map[string]int{}
 	for i, r := range c.Rules {
 		p := fmt.Sprintf("rules[%d]", i)
@@ -183,6 +199,18 @@ func (c *Config) validate() Problems {
 		}
 	}
 	return ps
+}
+
+// machineList names the config's machines for an error message.
+func (c *Config) machineList() string {
+	if len(c.Machines) == 0 {
+		return "none"
+	}
+	ns := make([]string, len(c.Machines))
+	for i, m := range c.Machines {
+		ns[i] = m.Name
+	}
+	return strings.Join(ns, ", ")
 }
 
 func (c *Config) checkName(path, name, what string, seen map[string]int) Problems {

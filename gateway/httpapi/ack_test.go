@@ -11,7 +11,7 @@ import (
 
 func ackServer(token string) (*Server, *[]string) {
 	var acked []string
-	return &Server{opts: Options{
+	return newServer(Options{
 		AckToken: token,
 		Ack: func(rule string) error {
 			switch rule {
@@ -25,7 +25,7 @@ func ackServer(token string) (*Server, *[]string) {
 			}
 			return fmt.Errorf("rule %s: %w", rule, ErrUnknownRule)
 		},
-	}}, &acked
+	}), &acked
 }
 
 func TestAck(t *testing.T) {

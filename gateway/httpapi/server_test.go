@@ -20,7 +20,7 @@ func testServer(ready bool) *Server {
 	c.Add(3)
 	v := 81.5
 	ts := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
-	return &Server{opts: Options{
+	return newServer(Options{
 		Registry: reg,
 		Sensors: func() []Sensor {
 			return []Sensor{{ID: "press_temp", Driver: "mqtt", Unit: "C", Value: &v, TS: &ts, Quality: "good", Readings: 3},
@@ -30,7 +30,7 @@ func testServer(ready bool) *Server {
 			return []Alert{{Rule: "press_overtemp", State: "firing", Severity: "critical", Since: &ts, Value: &v, Message: "hot"}}
 		},
 		Health: func() Health { return Health{Gateway: "gw-1", Ready: ready, UplinkConnected: false} },
-	}}
+	})
 }
 
 func get(t *testing.T, h http.Handler, method, path string) (int, string, http.Header) {

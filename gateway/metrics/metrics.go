@@ -41,6 +41,43 @@ type Set struct {
 	RuleEvals    prometheus.Counter // edgegw_rule_evaluations_total
 	AlertsFiring prometheus.Gauge   // edgegw_alerts_firing
 	Transitions  *prometheus.CounterVec
+
+	HTTPStreams prometheus.Gauge // edgegw_http_streams: open /events streams
+}
+
+// Probes are the gauges read from the gateway's state at scrape time
+// rather than updated as things happen. Each may be nil.
+type Probes struct {
+	SpoolOldestAge func() float64 // seconds since the oldest spooled record's time; 0 when empty
+	ClockSynced    func() float64 // 1 synchronised, 0 not, -1 unknown
+	// Alerts counts the alerts in state (pending or firing), the
+	// gateway's own included.
+	Alerts func(state string) float64
+}
+
+// Register adds the probes' gauges to the registry. Call it once.
+func (s *Set) Register(p Probes) {
+	if p.SpoolOldestAge != nil {
+		s.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgegw_buffer_oldest_age_seconds",
+			Help: "Age of the oldest record waiting in the spool (how far behind Kafka is); 0 when empty.",
+		}, p.SpoolOldestAge))
+	}
+	if p.ClockSynced != nil {
+		s.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgegw_clock_synchronized",
+			Help: "1 while the kernel says the clock is synchronised (NTP), 0 while not, -1 where it cannot tell.",
+		}, p.ClockSynced))
+	}
+	if p.Alerts != nil {
+		for _, state := range []string{"pending", "firing"} {
+			s.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name:        "edgegw_alerts",
+				Help:        "Alerts by state, the gateway's own included.",
+				ConstLabels: prometheus.Labels{"state": state},
+			}, func() float64 { return p.Alerts(state) }))
+		}
+	}
 }
 
 // New creates the metrics and registers them, with the Go runtime and
@@ -96,6 +133,9 @@ func New() *Set {
 		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgegw_alert_transitions_total", Help: "Alert transitions, by new state.",
 		}, []string{"state"}),
+		HTTPStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegw_http_streams", Help: "Open /events streams (dashboard screens).",
+		}),
 	}
 	reg.MustRegister(
 		prometheus.NewGoCollector(),
@@ -103,7 +143,7 @@ func New() *Set {
 		s.ReadingsTotal, s.DriverErrors, s.Dropped,
 		s.BufferRecords, s.BufferBytes, s.BufferCommits, s.BufferCommitDur,
 		s.UplinkSent, s.UplinkErrors, s.UplinkBatches, s.UplinkConnected, s.UplinkLatency,
-		s.RuleEvals, s.AlertsFiring, s.Transitions,
+		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams,
 	)
 	// Pre-create the label values operators alert on, so the series exist
 	// (at 0) from the first scrape rather than appearing on the first drop.
