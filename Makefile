@@ -30,6 +30,7 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags chromium ./gateway/ # the browser tests .ci/run runs
 
 unit:
 	$(GO) test -race -count=1 -timeout 240s $(PKGS)

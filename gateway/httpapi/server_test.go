@@ -57,6 +57,9 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/api/health", 200, `"gateway": "gw-1"`, "application/json"},
 		{"GET", "/metrics", 200, "edgegw_readings_total 3", "text/plain"},
 		{"GET", "/", 200, "<title>edgegw</title>", "text/html"},
+		{"GET", "/app.js", 200, "EventSource", "text/javascript"},
+		{"GET", "/app.css", 200, "data-state", "text/css"},
+		{"GET", "/api/state", 200, `"ack_enabled": false`, "application/json"},
 		{"GET", "/static/index.html", 404, "", ""}, // no file server, no listing
 		{"GET", "/nope", 404, "", ""},
 		{"POST", "/api/alerts", 405, "", ""}, // read-only
@@ -127,5 +130,20 @@ func TestListenAndStop(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return")
+	}
+}
+
+// The page may load only its own files and may not be framed; nothing
+// embedded is sniffed as another type.
+func TestPageHeaders(t *testing.T) {
+	h := testServer(true).Handler()
+	_, _, hdr := get(t, h, "GET", "/")
+	if csp := hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	for _, p := range []string{"/", "/app.js", "/app.css"} {
+		if _, _, hdr := get(t, h, "GET", p); hdr.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no nosniff", p)
+		}
 	}
 }
