@@ -146,7 +146,7 @@ func restartOnly(old, cur *config.Config) []string {
 // on a filesystem without it).
 func (g *Gateway) watchConfig(ctx context.Context) {
 	path := g.opts.ConfigPath
-	last := fileHash(path)
+	last := g.configHash(path)
 	t := g.clock.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
@@ -155,21 +155,32 @@ func (g *Gateway) watchConfig(ctx context.Context) {
 			return
 		case <-t.Chan():
 		}
-		h := fileHash(path)
+		h := g.configHash(path)
 		if h == nil || bytes.Equal(h, last) {
 			continue
 		}
-		last = h
 		g.log.Info("config file changed; reloading", "config", path)
 		_ = g.Reload(path)
+		// A reload may change what is included: hash that set from now on.
+		last = g.configHash(path)
 	}
 }
 
-func fileHash(path string) []byte {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
+// configHash hashes the config file and the files it includes (as of the
+// config running now), so that editing shared defaults reloads too. Nil
+// while the file cannot be read (being replaced, say).
+func (g *Gateway) configHash(path string) []byte {
+	g.reloadMu.Lock()
+	files := append([]string{path}, g.live.Includes...)
+	g.reloadMu.Unlock()
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil && f == path {
+			return nil
+		}
+		h.Write([]byte(f))
+		h.Write(b)
 	}
-	h := sha256.Sum256(b)
-	return h[:]
+	return h.Sum(nil)
 }

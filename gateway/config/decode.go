@@ -22,12 +22,21 @@ type scalarDecoder interface {
 // custom-type error and names Go types instead of paths.
 type decoder struct {
 	file     string
-	lines    map[string]int
+	files    map[*yaml.Node]string // the file of each node read from an included file
+	lines    map[string]pos
 	problems Problems
 }
 
+// fileOf is the file n was read from.
+func (d *decoder) fileOf(n *yaml.Node) string {
+	if f, ok := d.files[n]; ok {
+		return f
+	}
+	return d.file
+}
+
 func (d *decoder) problem(n *yaml.Node, path, format string, args ...any) {
-	d.problems = append(d.problems, Problem{File: d.file, Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	d.problems = append(d.problems, Problem{File: d.fileOf(n), Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 func joinPath(base, key string) string {
@@ -43,7 +52,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if path != "" {
 		if _, ok := d.lines[path]; !ok {
-			d.lines[path] = n.Line
+			d.lines[path] = pos{d.fileOf(n), n.Line}
 		}
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -158,7 +167,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			d.problem(k, fp, "unknown key%s", suggest(k.Value, names))
 			continue
 		}
-		d.lines[fp] = k.Line
+		d.lines[fp] = pos{d.fileOf(k), k.Line}
 		d.decode(val, v.Field(i), fp)
 	}
 }

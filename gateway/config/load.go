@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -41,9 +40,12 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Sort orders the problems by line, then path.
+// Sort orders the problems by file, line, then path.
 func (ps Problems) Sort() {
 	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].File != ps[j].File {
+			return ps[i].File < ps[j].File
+		}
 		if ps[i].Line != ps[j].Line {
 			return ps[i].Line < ps[j].Line
 		}
@@ -65,18 +67,17 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load on bytes already read; file names them in problems.
 func Parse(file string, data []byte) (*Config, error) {
-	c := &Config{File: file, lines: map[string]int{}}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return c, Problems{syntaxProblem(file, err)}
+	c := &Config{File: file, lines: map[string]pos{}}
+	in := &includer{files: map[*yaml.Node]string{}}
+	root, ps := in.tree(file, data, nil)
+	c.Includes = in.read
+	if root == nil {
+		return c, ps
 	}
-	if len(bytes.TrimSpace(data)) == 0 || len(doc.Content) == 0 {
-		return c, Problems{{File: file, Line: 1, Msg: "the file is empty"}}
-	}
-	d := &decoder{file: file, lines: c.lines}
-	d.decode(doc.Content[0], reflect.ValueOf(c).Elem(), "")
+	d := &decoder{file: file, files: in.files, lines: c.lines, problems: ps}
+	d.decode(root, reflect.ValueOf(c).Elem(), "")
 	c.applyDefaults()
-	ps := append(d.problems, c.validate()...)
+	ps = append(d.problems, c.validate()...)
 	if len(ps) > 0 {
 		ps.Sort()
 		return c, ps
@@ -98,10 +99,14 @@ func syntaxProblem(file string, err error) Problem {
 
 // Line returns the line of a field path ("sensors[2].topic"), falling back
 // to its nearest parent that has one, then to line 1.
-func (c *Config) Line(path string) int {
+func (c *Config) Line(path string) int { return c.pos(path).line }
+
+// pos is where path was written (File or an included file), falling back
+// to its nearest parent that has a place, then to File's line 1.
+func (c *Config) pos(path string) pos {
 	for p := path; p != ""; {
-		if l, ok := c.lines[p]; ok {
-			return l
+		if at, ok := c.lines[p]; ok {
+			return at
 		}
 		i := strings.LastIndexAny(p, ".[")
 		if i < 0 {
@@ -109,12 +114,13 @@ func (c *Config) Line(path string) int {
 		}
 		p = p[:i]
 	}
-	return 1
+	return pos{c.File, 1}
 }
 
 // Problem builds a Problem at path, for checks made outside this package.
 func (c *Config) Problem(path, format string, args ...any) Problem {
-	return Problem{File: c.File, Line: c.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	at := c.pos(path)
+	return Problem{File: at.file, Line: at.line, Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // AsProblems returns err as Problems when it is one.

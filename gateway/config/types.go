@@ -22,8 +22,18 @@ type Config struct {
 
 	// File is the path the config was loaded from.
 	File string `yaml:"-"`
-	// lines maps a field path ("sensors[2].topic") to its line in File.
-	lines map[string]int
+	// Includes are the files File includes, directly or through another
+	// include, in the order they were read (see include.go).
+	Includes []string `yaml:"-"`
+	// lines maps a field path ("sensors[2].topic") to where it was
+	// written: File or one of the Includes.
+	lines map[string]pos
+}
+
+// pos is a place in a config file.
+type pos struct {
+	file string
+	line int
 }
 
 // Gateway names this gateway. ID is written into every Kafka record.

@@ -25,7 +25,10 @@ const usage = `edgegw: the edge gateway for production lines
 
 usage:
   edgegw run   --config FILE      run the gateway
-  edgegw check --config FILE      validate FILE; print the resolved sensors (exit 0) or every problem (exit 2)
+  edgegw check --config FILE [--flatten]
+                                  validate FILE (and the files it includes); print the resolved
+                                  sensors (exit 0) or every problem (exit 2); --flatten prints
+                                  FILE with its includes resolved, as one file to install
   edgegw tail  [--brokers H:P] [--topic T] [--from-beginning] [--count N]
                                   print a Kafka topic as readable lines
   edgegw version                  print version, commit and platform

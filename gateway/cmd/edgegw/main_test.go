@@ -122,3 +122,32 @@ sensors:
 		t.Fatalf("exit %d:\n%s\nwant:\n%s", code, errs, strings.Join(want, "\n"))
 	}
 }
+
+// A gateway file that includes shared defaults: check names the included
+// files, and --flatten prints one file that checks the same on its own.
+func TestCheckIncludesAndFlatten(t *testing.T) {
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "plant.defaults.yaml")
+	if err := os.WriteFile(shared, []byte("uplink: {kafka: {brokers: [\"kafka.plant:9092\"], linger: 300ms}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := filepath.Join(dir, "gw.yaml")
+	if err := os.WriteFile(gw, []byte("include: plant.defaults.yaml\ngateway: {id: gw-1}\nsensors:\n  - {id: t, driver: mqtt, topic: a/b}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := edgegw("check", "--config", gw)
+	if code != 0 || !strings.Contains(out, "# includes "+shared) {
+		t.Fatalf("check: exit %d\n%s%s", code, out, errs)
+	}
+	code, flat, errs := edgegw("check", "--config", gw, "--flatten")
+	if code != 0 || strings.Contains(flat, "include:") || !strings.Contains(flat, "kafka.plant:9092") {
+		t.Fatalf("check --flatten: exit %d\n%s%s", code, flat, errs)
+	}
+	alone := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(alone, []byte(flat), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := edgegw("check", "--config", alone); code != 0 || !strings.Contains(out, "valid; gateway gw-1, 1 sensors") {
+		t.Fatalf("the flattened file: exit %d\n%s%s", code, out, errs)
+	}
+}

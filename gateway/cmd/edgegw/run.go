@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"syscall"
 
@@ -17,10 +18,13 @@ import (
 	"github.com/edgegw/edgegw/gateway/config"
 )
 
-func configFlag(name string, args []string, stderr io.Writer) (string, int) {
+func configFlag(name string, args []string, stderr io.Writer, more ...func(*flag.FlagSet)) (string, int) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "gateway config file (YAML)")
+	for _, m := range more {
+		m(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return "", 2
 	}
@@ -96,13 +100,26 @@ func logLevel() slog.Level {
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	path, code := configFlag("check", args, stderr)
+	var flatten bool
+	path, code := configFlag("check", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&flatten, "flatten", false, "print the config with its includes resolved, as one file")
+	})
 	if code != 0 {
 		return code
 	}
 	c, code := load(path, stderr)
 	if code != 0 {
 		return code
+	}
+	if flatten {
+		b, err := config.Flatten(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "edgegw: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "# %s flattened by edgegw check --flatten (%s)\n", filepath.Base(path), version)
+		_, _ = stdout.Write(b)
+		return 0
 	}
 	// The resolved sensor map: every sensor by id with its defaults filled
 	// in, only the fields that are set.
@@ -126,6 +143,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	sort.Strings(ids)
 	fmt.Fprintf(stdout, "# %s: valid; gateway %s, %d sensors, %d rules, %d machines\n",
 		path, c.Gateway.ID, len(c.Sensors), len(c.Rules), len(c.Machines))
+	for _, inc := range c.Includes {
+		fmt.Fprintf(stdout, "# includes %s\n", inc)
+	}
 	out := yaml.Node{Kind: yaml.MappingNode}
 	for _, id := range ids {
 		var v yaml.Node
