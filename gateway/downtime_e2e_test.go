@@ -43,18 +43,7 @@ rules:
   - {name: press_down, expr: "press_running == 0", for: 20s, severity: critical, message: "Press stopped"}
 `)
 	gw := startWith(t, path, gateway.Options{Clock: clock})
-	fast := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-fast:
-				return
-			case <-time.After(time.Millisecond):
-				clock.Advance(50 * time.Millisecond)
-			}
-		}
-	}()
-	defer close(fast)
+	runFast(t, clock)
 
 	pub := peers.Client(t, s.broker.URL(), "press-plc")
 	alertsOnMQTT := make(chan string, 4)

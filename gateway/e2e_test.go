@@ -15,6 +15,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -332,4 +333,24 @@ func TestKafkaOutage(t *testing.T) {
 	if err := gw.stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runFast drives a fake clock about fifty times faster than real time (50 ms
+// every millisecond) until the test ends, for end-to-end tests whose rules
+// wait for tens of seconds.
+func runFast(t *testing.T, clock *clockwork.FakeClock) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				clock.Advance(50 * time.Millisecond)
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
 }

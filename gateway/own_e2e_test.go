@@ -47,18 +47,7 @@ func TestUplinkDownAlert(t *testing.T) {
 	s := newStack(t)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 28, 7, 0, 0, 0, time.UTC))
 	gw := startWith(t, s.config(t, fourSensors), gateway.Options{Clock: clock})
-	fast := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-fast:
-				return
-			case <-time.After(time.Millisecond):
-				clock.Advance(50 * time.Millisecond)
-			}
-		}
-	}()
-	defer close(fast)
+	runFast(t, clock)
 	base := "http://" + gw.g.Addr()
 
 	pub := peers.Client(t, s.broker.URL(), "plc")
