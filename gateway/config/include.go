@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,7 +95,7 @@ func (in *includer) tree(file string, data []byte, chain []string) (*yaml.Node, 
 			problem("includes nest deeper than %d files", maxIncludeDepth)
 			continue
 		}
-		data, err := os.ReadFile(name)
+		data, err := readConfigFile(name)
 		if err != nil {
 			problem("%v", err)
 			continue
@@ -174,6 +175,30 @@ func (in *includer) merge(base, over *yaml.Node, depth int) *yaml.Node {
 	return out
 }
 
+// maxFileSize bounds a config file: a gateway's is a few kilobytes, and a
+// device or a huge file named by mistake must not hang or exhaust the load.
+const maxFileSize = 4 << 20
+
+// readConfigFile reads a config file that must be a regular file of at
+// most maxFileSize bytes.
+func readConfigFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	case st.Size() > maxFileSize:
+		return nil, fmt.Errorf("%s is larger than %d MiB", name, maxFileSize>>20)
+	}
+	return io.ReadAll(io.LimitReader(f, maxFileSize+1))
+}
+
 func deref(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.AliasNode {
 		return n.Alias
@@ -187,7 +212,7 @@ func deref(n *yaml.Node) *yaml.Node {
 // flashing and deploy scripts install it as /etc/edgegw/config.yaml). It
 // does not validate; Load does.
 func Flatten(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if err != nil {
 		return nil, err
 	}

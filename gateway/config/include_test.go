@@ -145,3 +145,16 @@ func TestIncludeProblems(t *testing.T) {
 		}
 	}
 }
+
+// A device named where a file belongs (a typo, or /dev/zero) is refused at
+// once rather than read for ever.
+func TestIncludeRefusesDevices(t *testing.T) {
+	dir := writeTree(t, map[string]string{"gw.yaml": "include: /dev/zero\ngateway: {id: gw-1}\nuplink: {kafka: {brokers: [\"k:9092\"]}}\n"})
+	_, err := Load(filepath.Join(dir, "gw.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "include[0]: /dev/zero is not a regular file") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Load("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("Load(/dev/zero): %v", err)
+	}
+}

@@ -1,0 +1,60 @@
+package gateway_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/edgegw/edgegw/gateway"
+	"github.com/edgegw/edgegw/gateway/config"
+)
+
+// FuzzConfig feeds any bytes to the config loader and every check behind
+// `edgegw check` (schema, drivers, rule and machine expressions): it never
+// panics or hangs, and each problem it reports names the file and a line
+// inside it. Seeds: every file under firmware-config/.
+func FuzzConfig(f *testing.F) {
+	_ = filepath.WalkDir("../firmware-config", func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") {
+			if b, err := os.ReadFile(p); err == nil {
+				f.Add(b)
+			}
+		}
+		return nil
+	})
+	f.Add([]byte("gateway: {id: gw}\nuplink: {kafka: {brokers: [\"k:1\"]}}\nrules:\n  - {name: r, expr: \"avg(x, \\\"1m\\\") > 1\"}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir() // includes resolve here, where nothing else is
+		file := filepath.Join(dir, "fuzz.yaml")
+		c, err := config.Parse(file, data)
+		var ps config.Problems
+		if err != nil {
+			var ok bool
+			if ps, ok = config.AsProblems(err); !ok {
+				t.Fatalf("Parse error that is not Problems: %v", err)
+			}
+		}
+		if c != nil && len(ps) == 0 {
+			ps = gateway.Check(c)
+		}
+		lines := strings.Count(string(data), "\n") + 1
+		for _, p := range ps {
+			if p.File != file {
+				// An include of an existing file (/etc/hostname, say):
+				// its problems name it.
+				if c == nil || !slices.Contains(c.Includes, p.File) {
+					t.Errorf("problem in a file neither read nor included: %s", p)
+				}
+				continue
+			}
+			if p.Line < 1 || p.Line > lines {
+				t.Errorf("problem outside the file (%d lines): %s", lines, p)
+			}
+			if strings.TrimSpace(p.Msg) == "" {
+				t.Errorf("problem without a message: %+v", p)
+			}
+		}
+	})
+}
