@@ -17,8 +17,9 @@ type batch struct {
 	buf      []byte // the records, each as a uvarint length and its encoding: ready-made chunks
 	ends     []int  // end of each record in buf
 	dones    []func()
-	first    uint64 // seq of the first record
-	bytes    int64  // what the records count against MaxBytes
+	marks    []markOp // redelivery marks to record or forget (marks.go)
+	first    uint64   // seq of the first record
+	bytes    int64    // what the records count against MaxBytes
 	oldestAt time.Time
 	key      []byte
 }
@@ -32,7 +33,7 @@ func (b *batch) reset() {
 		b.buf, b.ends = nil, nil
 	}
 	clear(b.dones)
-	b.buf, b.ends, b.dones = b.buf[:0], b.ends[:0], b.dones[:0]
+	b.buf, b.ends, b.dones, b.marks = b.buf[:0], b.ends[:0], b.dones[:0], b.marks[:0]
 	b.first, b.bytes = 0, 0
 }
 
@@ -44,6 +45,7 @@ func (b *batch) appendBatch(o *batch) {
 		b.ends = append(b.ends, off+e)
 	}
 	b.dones = append(b.dones, o.dones...)
+	b.marks = append(b.marks, o.marks...)
 	b.bytes += o.bytes
 }
 
@@ -142,6 +144,11 @@ func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bo
 	closing = s.closed
 	p := s.pend
 	if len(p.ends) == 0 {
+		if closing && len(p.marks) > 0 {
+			// Only forgotten marks: written at the stop, so that a clean
+			// stop leaves none behind.
+			return s.take(), time.Time{}, closing
+		}
 		return nil, time.Time{}, closing
 	}
 	now := s.clock.Now()
@@ -200,6 +207,17 @@ func (s *Spool) commit(b *batch) error {
 		s.mu.Unlock()
 		return err
 	}
+	if len(b.marks) > 0 {
+		// Before the dones: a done acknowledges the source, which forgets
+		// the mark; it must find it.
+		s.mu.Lock()
+		for _, op := range b.marks {
+			if !op.del {
+				s.marks[op.id] = op.hash
+			}
+		}
+		s.mu.Unlock()
+	}
 	for _, done := range b.dones {
 		done()
 	}
@@ -221,6 +239,9 @@ func (s *Spool) write(b *batch) error {
 	var dropped, garbled int
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
+	if len(b.ends) == 0 {
+		return s.update(func(tx *bbolt.Tx) error { return writeMarks(tx, b.marks) })
+	}
 	last := b.first + uint64(len(b.ends)) - 1
 	if last >= s.reserved {
 		r := last + 1 + seqBlock
@@ -260,6 +281,9 @@ func (s *Spool) write(b *batch) error {
 			if err != nil {
 				return err
 			}
+		}
+		if err := writeMarks(tx, b.marks); err != nil {
+			return err
 		}
 		return putState(tx, &st)
 	})

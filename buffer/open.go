@@ -62,6 +62,10 @@ func Open(opts Options) (*Spool, error) {
 	if s.st, err = s.openStore(resv); err != nil {
 		return nil, err
 	}
+	if s.marks, err = loadMarks(s.db); err != nil {
+		s.log.Warn("redelivery marks not read; a message redelivered after the crash may be stored twice", "err", err)
+		s.marks = map[uint16]uint64{}
+	}
 	s.nextSeq = s.st.last + 1
 	s.m.BufferRecords.Set(float64(s.st.records()))
 	s.m.BufferBytes.Set(float64(s.st.bytes))

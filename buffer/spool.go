@@ -126,6 +126,9 @@ type Spool struct {
 	st         state
 	changed    chan struct{} // closed and replaced whenever st changes
 
+	// marks are the committed redelivery marks (marks.go); under mu.
+	marks map[uint16]uint64
+
 	// committing is when the commit in progress began (clock's Unix
 	// nanoseconds), 0 between commits; see CommitSince.
 	committing atomic.Int64
@@ -148,6 +151,10 @@ func (s *Spool) CommitSince() time.Time {
 // callback is committed at once. On error (ErrFull, ErrClosed) rec is not
 // stored, no seq is used and done is never called.
 func (s *Spool) Append(rec reading.Record, done func()) (uint64, error) {
+	return s.appendRecord(rec, done, nil)
+}
+
+func (s *Spool) appendRecord(rec reading.Record, done func(), m *Mark) (uint64, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -183,6 +190,9 @@ func (s *Spool) Append(rec reading.Record, done func()) (uint64, error) {
 		p.dones = append(p.dones, done)
 		wake = wake || !s.urgent
 		s.urgent = true
+	}
+	if m != nil {
+		p.marks = append(p.marks, markOp{id: m.ID, hash: m.Hash})
 	}
 	if len(p.ends) == maxBatchRecords {
 		wake = true

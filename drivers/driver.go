@@ -35,6 +35,29 @@ type Sink interface {
 	Emit(ctx context.Context, r reading.Reading, ack func()) error
 }
 
+// Mark identifies a message that a source delivers again until it is
+// acknowledged (an MQTT QoS 1 packet id, and a hash of topic and payload).
+type Mark struct {
+	ID   uint16
+	Hash uint64
+}
+
+// Marker is what a Sink offers a source that redelivers, so that a
+// redelivery of a message the spool already committed (the gateway crashed
+// before acknowledging it) is acknowledged without being stored twice. The
+// gateway's sink implements it; a driver checks with a type assertion.
+type Marker interface {
+	// Redelivered reports whether the message m was committed and its
+	// mark not forgotten since: acknowledge it, store nothing.
+	Redelivered(m Mark) bool
+	// EmitMarked is Emit for the last reading made from a message: the
+	// commit that holds the reading also records m.
+	EmitMarked(ctx context.Context, r reading.Reading, ack func(), m Mark) error
+	// Forget drops the mark with packet id id: the message was
+	// acknowledged, or the id was reused by a new message.
+	Forget(id uint16)
+}
+
 // Env is what the gateway gives every driver.
 type Env struct {
 	Gateway config.Gateway

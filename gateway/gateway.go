@@ -101,8 +101,9 @@ type namedDriver struct {
 
 // item is one reading on its way from a driver to the pipeline goroutine.
 type item struct {
-	r   reading.Reading
-	ack func()
+	r    reading.Reading
+	ack  func()
+	mark *buffer.Mark // the redelivery mark its commit records (drivers.Marker)
 }
 
 // New builds a gateway from a checked config: it opens the spool and binds
@@ -345,10 +346,27 @@ func (g *Gateway) closeAll() {
 type sink struct{ g *Gateway }
 
 func (s sink) Emit(ctx context.Context, r reading.Reading, ack func()) error {
+	return s.send(ctx, item{r: r, ack: ack})
+}
+
+func (s sink) send(ctx context.Context, it item) error {
 	select {
-	case s.g.in <- item{r, ack}:
+	case s.g.in <- it:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
+
+// The sink is a drivers.Marker: MQTT redeliveries of messages the spool
+// committed before a crash are not stored twice (see buffer/marks.go).
+
+func (s sink) EmitMarked(ctx context.Context, r reading.Reading, ack func(), m drivers.Mark) error {
+	return s.send(ctx, item{r: r, ack: ack, mark: &buffer.Mark{ID: m.ID, Hash: m.Hash}})
+}
+
+func (s sink) Redelivered(m drivers.Mark) bool {
+	return s.g.spool.Redelivered(buffer.Mark{ID: m.ID, Hash: m.Hash})
+}
+
+func (s sink) Forget(id uint16) { s.g.spool.Forget(id) }

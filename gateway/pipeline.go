@@ -116,7 +116,13 @@ func (g *Gateway) handle(it item) {
 		r.Quality = reading.Bad
 	}
 	transitions := g.engine.Load().Observe(r, g.clock.Now())
-	if _, err := g.spool.Append(reading.FromReading(r), it.ack); err != nil {
+	var err error
+	if it.mark != nil {
+		_, err = g.spool.AppendMarked(reading.FromReading(r), it.ack, *it.mark)
+	} else {
+		_, err = g.spool.Append(reading.FromReading(r), it.ack)
+	}
+	if err != nil {
 		// ErrFull with reject_new: refused and counted by the spool. The
 		// source is acknowledged anyway: a broker redelivering what the
 		// policy refuses would only block its in-flight window.

@@ -10,6 +10,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/jonboulle/clockwork"
 
+	"github.com/edgegw/edgegw/drivers"
 	"github.com/edgegw/edgegw/gateway/reading"
 )
 
@@ -35,27 +36,65 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 		return
 	}
 
-	var ack *messageAck
-	if m.Qos() > 0 {
-		ack = &messageAck{msg: m, acks: &d.acks}
-		ack.pending.Store(1) // held by this function until every reading is handed over
-		d.acks.add()
+	var mark drivers.Mark
+	marker, marks := d.sink.(drivers.Marker)
+	marks = marks && m.Qos() > 0
+	if marks {
+		mark = drivers.Mark{ID: m.MessageID(), Hash: messageHash(topic, m.Payload())}
+		if m.Duplicate() {
+			if marker.Redelivered(mark) {
+				// Committed before a crash, never acknowledged: the broker
+				// gets its acknowledgement now, the spool nothing twice.
+				d.dedup.Inc()
+				m.Ack()
+				marker.Forget(mark.ID)
+				return
+			}
+			d.redelivered.Inc()
+		} else {
+			// A broker reuses a packet id only once the message that had
+			// it was acknowledged: a mark left for the id is stale.
+			marker.Forget(mark.ID)
+		}
 	}
+
+	// Every reading first, so that the last one, which carries the mark,
+	// is known before any is handed over.
 	payload := m.Payload()
 	valid := 0 // whether payload is JSON: 0 not yet known, 1 yes, -1 no
+	rs := d.readings[:0]
 	for _, s := range targets {
 		v, err := s.value(payload, &valid)
 		if err != nil {
 			d.bad(s, topic, err)
 			continue // counted as done: a bad payload is acknowledged, not redelivered forever
 		}
-		r := reading.Reading{Sensor: s.id, TS: now, Value: v, Unit: s.unit, Quality: reading.Good}
+		rs = append(rs, reading.Reading{Sensor: s.id, TS: now, Value: v, Unit: s.unit, Quality: reading.Good})
+	}
+	d.readings = rs
+
+	var ack *messageAck
+	if m.Qos() > 0 {
+		ack = &messageAck{msg: m, acks: &d.acks}
+		if marks {
+			ack.forget = func() { marker.Forget(mark.ID) }
+		}
+		ack.pending.Store(1) // held by this function until every reading is handed over
+		d.acks.add()
+	}
+	for i, r := range rs {
 		var done func()
 		if ack != nil {
 			ack.pending.Add(1)
 			done = ack.done
 		}
-		if err := d.sink.Emit(ctx, r, done); err != nil {
+		var err error
+		if marks && i == len(rs)-1 {
+			err = marker.EmitMarked(ctx, r, done, mark)
+		} else {
+			err = d.sink.Emit(ctx, r, done)
+		}
+		if err != nil {
 			if ack != nil {
 				// Not accepted, so the sink never calls done; leaving the
 				// message unacknowledged makes the broker send it again.
@@ -68,6 +107,22 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 	if ack != nil {
 		ack.done()
 	}
+}
+
+// messageHash is FNV-1a (64 bits) of topic, a zero byte and payload: with
+// the packet id it tells a redelivery from another message. It must not
+// change between versions (marks outlive the process).
+func messageHash(topic string, payload []byte) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(topic); i++ {
+		h = (h ^ uint64(topic[i])) * prime
+	}
+	h *= prime // the zero byte
+	for _, c := range payload {
+		h = (h ^ uint64(c)) * prime
+	}
+	return h
 }
 
 // value reads the sensor's number from a payload. valid caches the JSON
@@ -112,6 +167,7 @@ func (d *Driver) bad(s *sensor, topic string, err error) {
 // it was acknowledged by the sink.
 type messageAck struct {
 	msg     paho.Message
+	forget  func() // drops the message's redelivery mark once acknowledged; nil without marks
 	acks    *counter
 	pending atomic.Int32
 	failed  atomic.Bool
@@ -125,6 +181,9 @@ func (a *messageAck) done() {
 		// After a reconnect paho 1.5.1 drops this PUBACK (its issue
 		// #726); the broker then delivers the message again, DUP set.
 		a.msg.Ack()
+		if a.forget != nil {
+			a.forget()
+		}
 	}
 	a.acks.done()
 }

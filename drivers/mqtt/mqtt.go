@@ -34,6 +34,7 @@ import (
 	"github.com/edgegw/edgegw/drivers"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
 )
 
 // Name is the `driver:` value of MQTT sensors.
@@ -94,15 +95,17 @@ type Driver struct {
 	acks   counter // messages whose readings await the sink's ack
 
 	malformed, notANumber, unknown                    prometheus.Counter
+	dedup, redelivered                                prometheus.Counter
 	errMalformed, errNaN, errDisconnect, errSubscribe prometheus.Counter
 
 	// Set by Run before connecting, read by paho's goroutines after.
 	ctx  context.Context
 	sink drivers.Sink
 
-	scratch    []*sensor   // handle's match buffer; paho calls handle serially
-	outage     atomic.Bool // an unreachable broker was logged
-	subscribed atomic.Bool // the broker confirmed every filter on this connection
+	scratch    []*sensor         // handle's match buffer; paho calls handle serially
+	readings   []reading.Reading // handle's readings buffer
+	outage     atomic.Bool       // an unreachable broker was logged
+	subscribed atomic.Bool       // the broker confirmed every filter on this connection
 }
 
 // sensor is one configured MQTT sensor, compiled.
@@ -151,6 +154,8 @@ func newDriver(env drivers.Env, sensors []config.Sensor, t timing) (*Driver, err
 	d.malformed = mt.Dropped.WithLabelValues(metrics.DropMalformed)
 	d.notANumber = mt.Dropped.WithLabelValues(metrics.DropNotANumber)
 	d.unknown = mt.Dropped.WithLabelValues(metrics.DropUnknownTopic)
+	d.dedup = mt.Redeliveries.WithLabelValues("deduplicated")
+	d.redelivered = mt.Redeliveries.WithLabelValues("stored")
 	d.errMalformed = mt.DriverErrors.WithLabelValues(Name, "malformed")
 	d.errNaN = mt.DriverErrors.WithLabelValues(Name, "not_a_number")
 	d.errDisconnect = mt.DriverErrors.WithLabelValues(Name, "disconnect")

@@ -43,6 +43,12 @@ type Set struct {
 	Transitions  *prometheus.CounterVec
 
 	HTTPStreams prometheus.Gauge // edgegw_http_streams: open /events streams
+
+	// Redeliveries counts MQTT messages the broker delivered again (DUP
+	// set), by what became of them: "deduplicated" (committed before a
+	// crash: acknowledged, not stored again) or "stored" (never committed:
+	// stored now).
+	Redeliveries *prometheus.CounterVec // edgegw_mqtt_redeliveries_total{result}
 }
 
 // Probes are the gauges read from the gateway's state at scrape time
@@ -136,6 +142,10 @@ func New() *Set {
 		HTTPStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgegw_http_streams", Help: "Open /events streams (dashboard screens).",
 		}),
+		Redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegw_mqtt_redeliveries_total",
+			Help: "MQTT QoS 1 messages delivered again by the broker, by result: deduplicated (committed before, not stored again) or stored.",
+		}, []string{"result"}),
 	}
 	reg.MustRegister(
 		prometheus.NewGoCollector(),
@@ -143,8 +153,10 @@ func New() *Set {
 		s.ReadingsTotal, s.DriverErrors, s.Dropped,
 		s.BufferRecords, s.BufferBytes, s.BufferCommits, s.BufferCommitDur,
 		s.UplinkSent, s.UplinkErrors, s.UplinkBatches, s.UplinkConnected, s.UplinkLatency,
-		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams,
+		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams, s.Redeliveries,
 	)
+	s.Redeliveries.WithLabelValues("deduplicated")
+	s.Redeliveries.WithLabelValues("stored")
 	// Pre-create the label values operators alert on, so the series exist
 	// (at 0) from the first scrape rather than appearing on the first drop.
 	for _, r := range []string{DropSpoolFullOldest, DropSpoolFullReject, DropMalformed, DropUnknownTopic, DropNotANumber} {
