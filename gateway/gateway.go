@@ -28,6 +28,7 @@ import (
 	"github.com/edgegw/edgegw/drivers/gpio"
 	"github.com/edgegw/edgegw/gateway/alertmqtt"
 	"github.com/edgegw/edgegw/gateway/annunciator"
+	"github.com/edgegw/edgegw/gateway/clocksync"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/gateway/httpapi"
 	"github.com/edgegw/edgegw/gateway/metrics"
@@ -46,6 +47,9 @@ type Options struct {
 	// InputQueue is how many readings may wait for the pipeline goroutine
 	// before drivers block; default 4096.
 	InputQueue int
+	// ClockSync tells whether the system clock is synchronised; default
+	// clocksync.Check (the kernel's NTP state).
+	ClockSync func() clocksync.State
 	// ConfigPath, if set, is watched: a change of the file reloads the
 	// sensors, rules and machines, as SIGHUP does (see Reload).
 	ConfigPath string
@@ -82,6 +86,10 @@ type Gateway struct {
 	stopping bool // under reloadMu: no reload once the stop began
 
 	own ownAlerts // the gateway's own alerts (own.go)
+	// clockUnsynced: readings are marked (clock.go); written on each tick.
+	clockUnsynced    atomic.Bool
+	clockWatch       clockWatch // pipeline goroutine only
+	clockWasUnsynced bool       // pipeline goroutine only
 	// beat is when the pipeline goroutine last went round its loop on a
 	// tick (clock's Unix nanoseconds), read by the watchdog.
 	beat         atomic.Int64
@@ -125,10 +133,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if opts.InputQueue <= 0 {
 		opts.InputQueue = 4096
 	}
+	if opts.ClockSync == nil {
+		opts.ClockSync = clocksync.Check
+	}
 	g := &Gateway{cfg: cfg, opts: opts, log: opts.Logger, clock: opts.Clock, metrics: metrics.New()}
 	g.in = make(chan item, opts.InputQueue)
 	g.swap = make(chan swapRequest)
 	g.started = g.clock.Now()
+	g.clockUnsynced.Store(opts.ClockSync() == clocksync.Unsynced)
 	g.beat.Store(g.started.UnixNano())
 
 	ok := false

@@ -41,6 +41,7 @@ func (g *Gateway) pipeline() {
 			}
 			g.routeEvents()
 			g.checkOwn(now)
+			g.checkClock(now)
 			if now.Sub(g.savedAt) >= stateSaveEvery {
 				g.saveState(now)
 			}
@@ -115,6 +116,7 @@ func (g *Gateway) handle(it item) {
 	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
 		r.Quality = reading.Bad
 	}
+	r.ClockUnsynced = g.clockUnsynced.Load()
 	transitions := g.engine.Load().Observe(r, g.clock.Now())
 	var err error
 	if it.mark != nil {
@@ -211,7 +213,7 @@ func (g *Gateway) health() httpapi.Health {
 		h.DroppedByReason[reason] = n
 		h.Dropped += uint64(n)
 	}
-	switch clocksync.Check() {
+	switch g.opts.ClockSync() {
 	case clocksync.Synced:
 		h.ClockSynced = ptr(true)
 	case clocksync.Unsynced:
@@ -253,7 +255,7 @@ func (g *Gateway) probes() metrics.Probes {
 			return 0
 		},
 		ClockSynced: func() float64 {
-			switch clocksync.Check() {
+			switch g.opts.ClockSync() {
 			case clocksync.Synced:
 				return 1
 			case clocksync.Unsynced:

@@ -42,7 +42,8 @@ type Set struct {
 	AlertsFiring prometheus.Gauge   // edgegw_alerts_firing
 	Transitions  *prometheus.CounterVec
 
-	HTTPStreams prometheus.Gauge // edgegw_http_streams: open /events streams
+	HTTPStreams prometheus.Gauge   // edgegw_http_streams: open /events streams
+	ClockJumps  prometheus.Counter // edgegw_clock_jumps_total
 
 	// Redeliveries counts MQTT messages the broker delivered again (DUP
 	// set), by what became of them: "deduplicated" (committed before a
@@ -142,6 +143,9 @@ func New() *Set {
 		HTTPStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgegw_http_streams", Help: "Open /events streams (dashboard screens).",
 		}),
+		ClockJumps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgegw_clock_jumps_total", Help: "Steps of the system clock (the wall clock moving unlike the monotonic clock by over 2s).",
+		}),
 		Redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgegw_mqtt_redeliveries_total",
 			Help: "MQTT QoS 1 messages delivered again by the broker, by result: deduplicated (committed before, not stored again) or stored.",
@@ -153,7 +157,7 @@ func New() *Set {
 		s.ReadingsTotal, s.DriverErrors, s.Dropped,
 		s.BufferRecords, s.BufferBytes, s.BufferCommits, s.BufferCommitDur,
 		s.UplinkSent, s.UplinkErrors, s.UplinkBatches, s.UplinkConnected, s.UplinkLatency,
-		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams, s.Redeliveries,
+		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams, s.ClockJumps, s.Redeliveries,
 	)
 	s.Redeliveries.WithLabelValues("deduplicated")
 	s.Redeliveries.WithLabelValues("stored")

@@ -15,12 +15,23 @@ import (
 // part of it: the spool keeps it as the record's key.
 const codecV1 = 1
 
+// codecV2 is codecV1 with one more byte of flags after a reading's
+// quality; it is written only for a reading with a flag set (clock not
+// synchronised), so that other records keep the v1 bytes.
+const codecV2 = 2
+
+const flagClockUnsynced = 1
+
 // ErrCorrupt is returned by DecodeRecord for bytes that are not a record.
 var ErrCorrupt = errors.New("reading: corrupt record encoding")
 
 // AppendBinary appends the binary form of r (without its Seq) to dst.
 func (r *Record) AppendBinary(dst []byte) []byte {
-	dst = append(dst, codecV1, byte(r.Kind))
+	format := byte(codecV1)
+	if r.Kind == KindReading && r.Reading.ClockUnsynced {
+		format = codecV2
+	}
+	dst = append(dst, format, byte(r.Kind))
 	switch r.Kind {
 	case KindReading:
 		x := &r.Reading
@@ -29,6 +40,9 @@ func (r *Record) AppendBinary(dst []byte) []byte {
 		dst = appendFloat(dst, x.Value)
 		dst = appendString(dst, x.Unit)
 		dst = append(dst, byte(x.Quality))
+		if format == codecV2 {
+			dst = append(dst, flagClockUnsynced)
+		}
 	case KindAlert:
 		x := r.Alert
 		if x == nil {
@@ -59,10 +73,14 @@ func (r *Record) AppendBinary(dst []byte) []byte {
 // does not alias b. Seq is left zero for the caller to fill in.
 func DecodeRecord(b []byte) (Record, error) {
 	d := decoder{b: b}
-	if d.byte() != codecV1 {
+	format := d.byte()
+	if format != codecV1 && format != codecV2 {
 		return Record{}, fmt.Errorf("%w: unknown format", ErrCorrupt)
 	}
 	r := Record{Kind: Kind(d.byte())}
+	if format == codecV2 && r.Kind != KindReading {
+		return Record{}, fmt.Errorf("%w: flags on a %s", ErrCorrupt, r.Kind)
+	}
 	switch r.Kind {
 	case KindReading:
 		x := &r.Reading
@@ -71,6 +89,13 @@ func DecodeRecord(b []byte) (Record, error) {
 		x.Value = d.float()
 		x.Unit = d.string()
 		x.Quality = Quality(d.byte())
+		if format == codecV2 {
+			flags := d.byte()
+			if flags != flagClockUnsynced {
+				d.fail("flags")
+			}
+			x.ClockUnsynced = true
+		}
 	case KindAlert:
 		x := &Alert{}
 		x.Rule = d.string()

@@ -20,7 +20,8 @@ func fuzzRecord(kind uint8, a, b, c string, v float64, t1, t2 int64, q uint8, se
 	case 2:
 		return Record{Seq: seq, Kind: KindEvent, Event: &Event{Machine: a, State: b, Start: ts1, End: ts2, Duration: time.Duration(t2 - t1)}}
 	}
-	return Record{Seq: seq, Kind: KindReading, Reading: Reading{Sensor: a, TS: ts1, Value: v, Unit: b, Quality: Quality(q % 3)}}
+	return Record{Seq: seq, Kind: KindReading, Reading: Reading{Sensor: a, TS: ts1, Value: v, Unit: b, Quality: Quality(q % 3),
+		ClockUnsynced: q&4 != 0}}
 }
 
 // jsonText is what encoding/json makes of s: the oracle for our own string
@@ -64,6 +65,9 @@ func FuzzRecord(f *testing.F) {
 		switch r.Kind {
 		case KindReading:
 			name, value = m["sensor"].(string), m["value"]
+			if cs, ok := m["clock_synced"]; ok != r.Reading.ClockUnsynced || ok && cs != false {
+				t.Errorf("clock_synced %v (present %v) for ClockUnsynced %v", cs, ok, r.Reading.ClockUnsynced)
+			}
 		case KindAlert:
 			name, value = m["rule"].(string), m["value"]
 		case KindEvent:

@@ -83,6 +83,9 @@ func (r *Record) AppendJSON(dst []byte, gateway string) []byte {
 		dst = appendJSONString(dst, x.Unit)
 		dst = append(dst, `,"quality":`...)
 		dst = appendJSONString(dst, x.Quality.String())
+		if x.ClockUnsynced {
+			dst = append(dst, `,"clock_synced":false`...)
+		}
 	}
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, r.Seq, 10)

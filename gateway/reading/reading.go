@@ -60,6 +60,10 @@ type Reading struct {
 	Value   float64
 	Unit    string
 	Quality Quality
+	// ClockUnsynced marks a reading taken while the system clock was not
+	// synchronised (a Pi has no real-time clock: until NTP sets it, TS may
+	// be far off). It is written to Kafka as "clock_synced": false.
+	ClockUnsynced bool
 }
 
 // Alert states, as carried in the alert JSON.
