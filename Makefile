@@ -9,7 +9,7 @@ COMMIT  := $(COMMIT)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS    := ./...
 
-.PHONY: all build devstack run test lint vet fmt-check unit bench check-configs tail cross deb clean
+.PHONY: all build devstack run test lint vet fmt-check unit bench soak check-configs tail cross deb clean
 
 all: build
 
@@ -47,6 +47,10 @@ check-configs: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./gateway/reading ./buffer ./uplink ./rules ./drivers/...
 	$(GO) test -run '^$$' -bench 'Ceiling|EndToEnd' -benchtime 30000x -count 3 ./gateway
+
+## soak: the kill -9 test with 300 kills (about three minutes)
+soak:
+	EDGEGW_KILL9_ITERATIONS=$${EDGEGW_KILL9_ITERATIONS:-300} $(GO) test -count=1 -timeout 30m -run 'TestCrashKill9' -v ./gateway/cmd/edgegw/ | grep -v 'level='
 
 ## tail: print the readings topic of the demo as it arrives
 tail: build
