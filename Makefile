@@ -50,7 +50,7 @@ bench:
 
 ## soak: the kill -9 test with 300 kills (about three minutes)
 soak:
-	EDGEGW_KILL9_ITERATIONS=$${EDGEGW_KILL9_ITERATIONS:-300} $(GO) test -count=1 -timeout 30m -run 'TestCrashKill9' -v ./gateway/cmd/edgegw/ | grep -v 'level='
+	EDGEGW_KILL9_ITERATIONS=$${EDGEGW_KILL9_ITERATIONS:-300} $(GO) test -count=1 -timeout 30m -run 'TestCrashKill9' ./gateway/cmd/edgegw/
 
 ## tail: print the readings topic of the demo as it arrives
 tail: build
