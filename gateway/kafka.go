@@ -35,47 +35,72 @@ func newUplink(cfg *config.Config, src uplink.Source, clock clockwork.Clock, log
 	}
 	var err error
 	if k.TLS != nil {
-		if opts.TLS, err = tlsConfig(k.TLS); err != nil {
-			return nil, fmt.Errorf("uplink.kafka.tls: %w", err)
+		if opts.TLS, err = tlsConfig(cfg, "uplink.kafka.tls", k.TLS); err != nil {
+			return nil, err
 		}
 	}
 	if k.SASL != nil {
-		if opts.SASL, err = saslMechanism(k.SASL); err != nil {
-			return nil, fmt.Errorf("uplink.kafka.sasl: %w", err)
+		if opts.SASL, err = saslMechanism(cfg, k.SASL); err != nil {
+			return nil, err
 		}
 	}
+	opts.Hints = kafkaHints(k)
 	return uplink.New(opts, src)
+}
+
+// kafkaHints names the settings to check in the uplink's errors.
+func kafkaHints(k config.Kafka) uplink.Hints {
+	var h uplink.Hints
+	if t := k.TLS; t != nil {
+		if t.CAFile != "" {
+			h.CA = "check uplink.kafka.tls.ca_file " + t.CAFile
+		} else {
+			h.CA = "no uplink.kafka.tls.ca_file is set, and the system's CAs do not trust it"
+		}
+		if t.CertFile != "" {
+			h.ClientCert = "check uplink.kafka.tls.cert_file " + t.CertFile
+		} else {
+			h.ClientCert = "set uplink.kafka.tls.cert_file and key_file"
+		}
+	}
+	if s := k.SASL; s != nil {
+		h.SASLUser = s.Username
+		h.SASLPassword = "check uplink.kafka.sasl.password_file " + s.PasswordFile
+	}
+	return h
 }
 
 // tlsConfig builds a client TLS config that verifies the server against
 // ca_file (or the system roots) and presents cert_file/key_file if given.
-func tlsConfig(t *config.TLS) (*tls.Config, error) {
+// A file that cannot be read or used is an error naming where the config
+// set it (FILE:LINE: path.ca_file: ...); prefix is the TLS block's path.
+func tlsConfig(cfg *config.Config, prefix string, t *config.TLS) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
+			return nil, problem(cfg, prefix+".ca_file", "%v", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s: no PEM certificate in it", t.CAFile)
+			return nil, problem(cfg, prefix+".ca_file", "%s holds no PEM certificate", t.CAFile)
 		}
 		c.RootCAs = pool
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+			return nil, problem(cfg, prefix+".cert_file", "%s with key_file %s: %v", t.CertFile, t.KeyFile, err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
 }
 
-func saslMechanism(s *config.SASL) (sasl.Mechanism, error) {
+func saslMechanism(cfg *config.Config, s *config.SASL) (sasl.Mechanism, error) {
 	pw, err := ReadSecret(s.PasswordFile)
 	if err != nil {
-		return nil, fmt.Errorf("password_file: %w", err)
+		return nil, problem(cfg, "uplink.kafka.sasl.password_file", "%v", err)
 	}
 	switch s.Mechanism {
 	case "PLAIN":
@@ -85,7 +110,7 @@ func saslMechanism(s *config.SASL) (sasl.Mechanism, error) {
 	case "SCRAM-SHA-512":
 		return scram.Mechanism(scram.SHA512, s.Username, pw)
 	}
-	return nil, fmt.Errorf("mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
+	return nil, problem(cfg, "uplink.kafka.sasl.mechanism", "%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
 }
 
 // ReadSecret reads a password file; one trailing newline is not part of the
@@ -100,4 +125,9 @@ func ReadSecret(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return s, nil
+}
+
+// problem is a config problem at path, as an error: FILE:LINE: path: msg.
+func problem(cfg *config.Config, path, format string, args ...any) error {
+	return config.Problems{cfg.Problem(path, format, args...)}
 }

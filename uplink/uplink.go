@@ -75,6 +75,9 @@ type Options struct {
 	TLS *tls.Config
 	// SASL authenticates to the brokers; nil is none.
 	SASL sasl.Mechanism
+	// Hints name the settings behind TLS and SASL in the errors Outage
+	// and the log show (see Hints).
+	Hints Hints
 	// WriteTimeout bounds one produce attempt. Default 10s.
 	WriteTimeout time.Duration
 	// BackoffMin and BackoffMax bound the wait between failed attempts,
@@ -95,6 +98,7 @@ type Uplink struct {
 	log         *slog.Logger
 	m           *metrics.Set
 	clock       clockwork.Clock
+	sec         *security
 
 	sent      atomic.Uint64 // highest seq Kafka acknowledged
 	connected atomic.Bool
@@ -104,6 +108,7 @@ type Uplink struct {
 	down      bool
 	downSince time.Time
 	failures  int
+	logged    map[string]bool // the kinds of error logged in this outage (errClass)
 
 	// What Outage reports, for the dashboard and the uplink-down alert.
 	outageMu    sync.Mutex
@@ -171,6 +176,7 @@ func New(opts Options, src Source) (*Uplink, error) {
 		log:         opts.Logger.With("component", "uplink"),
 		m:           opts.Metrics,
 		clock:       opts.Clock,
+		sec:         newSecurity(opts.TLS, opts.Hints),
 	}
 	u.m.UplinkConnected.Set(0)
 	return u, nil
@@ -203,10 +209,12 @@ func (u *Uplink) Run(ctx context.Context) error {
 	u.running.Lock()
 	defer u.running.Unlock()
 
+	// TLS is done by our dialer, not kafka-go, so that a failed
+	// handshake names the broker and what to check (security.go).
 	transport := &kafka.Transport{
 		ClientID: "edgegw-" + u.opts.Gateway,
-		TLS:      u.opts.TLS,
-		SASL:     u.opts.SASL,
+		Dial:     u.sec.Dial,
+		SASL:     u.sec.watchSASL(u.opts.SASL),
 	}
 	w := u.newWriter(transport)
 	defer transport.CloseIdleConnections()
@@ -302,13 +310,20 @@ func (u *Uplink) delivered(b *batch) {
 			"down_for", now.Sub(u.downSince).Round(time.Millisecond), "failed_attempts", u.failures)
 	}
 	u.down, u.failures = false, 0
+	clear(u.logged)
+	u.sec.reset() // exchanges cut short before this success explain nothing later
 	u.outageMu.Lock()
 	u.outageSince, u.outageErr = time.Time{}, ""
 	u.outageMu.Unlock()
 }
 
-// failed records a failed attempt; an outage is logged once, when it starts.
+// failed records a failed attempt. An outage is logged when it starts and
+// again for each new kind of error in it (the network, then a rejected
+// certificate, say), not on every attempt. Errors of trust or identity
+// (AuthError) are logged as errors: retrying alone will not fix them.
 func (u *Uplink) failed(b *batch, err error) {
+	err = u.explain(err)
+	msg := describe(err)
 	u.m.UplinkErrors.Inc()
 	u.m.UplinkConnected.Set(0)
 	u.connected.Store(false)
@@ -317,13 +332,27 @@ func (u *Uplink) failed(b *batch, err error) {
 	if !u.down {
 		u.outageSince = u.clock.Now()
 	}
-	u.outageErr = summarize(err)
+	u.outageErr = msg
 	u.outageMu.Unlock()
 	if !u.down {
 		u.down, u.downSince = true, u.clock.Now()
-		u.log.Warn("kafka produce failed; keeping the batch and retrying until it succeeds",
-			"brokers", u.opts.Brokers, "err", summarize(err), "records", len(b.msgs), "first_seq", b.first)
 	}
+	class := errClass(err)
+	if u.logged[class] {
+		return
+	}
+	if u.logged == nil {
+		u.logged = map[string]bool{}
+	}
+	u.logged[class] = true
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		u.log.Error("kafka refused the connection; keeping the records in the spool and retrying, but the configuration must change",
+			"brokers", u.opts.Brokers, "err", msg, "records", len(b.msgs), "first_seq", b.first)
+		return
+	}
+	u.log.Warn("kafka produce failed; keeping the batch and retrying until it succeeds",
+		"brokers", u.opts.Brokers, "err", msg, "records", len(b.msgs), "first_seq", b.first)
 }
 
 // summarize shortens kafka.WriteErrors, which holds one entry per message.

@@ -23,8 +23,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -106,6 +104,7 @@ type Driver struct {
 	readings   []reading.Reading // handle's readings buffer
 	outage     atomic.Bool       // an unreachable broker was logged
 	subscribed atomic.Bool       // the broker confirmed every filter on this connection
+	connLog    connectLog        // which failed connection attempts are logged (tls.go)
 }
 
 // sensor is one configured MQTT sensor, compiled.
@@ -198,26 +197,10 @@ func (d *Driver) clientOptions() (*paho.ClientOptions, error) {
 		SetKeepAlive(keepAlive).
 		SetConnectTimeout(d.timing.connectTimeout).
 		SetWriteTimeout(10 * time.Second)
-	if m.Username != "" {
-		o.SetUsername(m.Username)
-	}
-	if m.PasswordFile != "" {
-		pw, err := ReadPassword(m.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		o.SetPassword(pw)
+	if err := Secure(o, m); err != nil { // login and TLS (tls.go)
+		return nil, err
 	}
 	return o, nil
-}
-
-// ReadPassword reads a secret from a file, without its trailing newline.
-func ReadPassword(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("mqtt.password_file: %w", err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // Run connects (retrying while the broker is away), feeds sink until ctx is
@@ -292,10 +275,10 @@ func (d *Driver) onLost(_ paho.Client, err error) {
 	d.log.Warn("connection lost; reconnecting", "broker", d.url, "err", err)
 }
 
-// onNotify logs a broker that cannot be reached (or refuses the login)
-// once per outage, with the reason, instead of once per retry.
+// onNotify counts a failed connection attempt and logs it, explained and
+// rate-limited (connectFailed, tls.go), instead of once per retry.
 func (d *Driver) onNotify(_ paho.Client, n paho.ConnectionNotification) {
-	if f, ok := n.(paho.ConnectionNotificationFailed); ok && !d.outage.Swap(true) {
-		d.log.Warn("broker unreachable; retrying", "broker", d.url, "err", f.Reason)
+	if f, ok := n.(paho.ConnectionNotificationFailed); ok {
+		d.connectFailed(f.Reason)
 	}
 }

@@ -16,13 +16,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
+	mqttdrv "github.com/edgegw/edgegw/drivers/mqtt"
 	"github.com/edgegw/edgegw/gateway/config"
 	"github.com/edgegw/edgegw/gateway/metrics"
 	"github.com/edgegw/edgegw/gateway/reading"
@@ -50,6 +50,7 @@ var defaultTiming = timing{
 // call Publish from any goroutine.
 type Publisher struct {
 	gateway, prefix, url string
+	cfg                  config.MQTT // for explaining a refused connection
 	log                  *slog.Logger
 	timing               timing
 	client               paho.Client
@@ -114,16 +115,11 @@ func newPublisher(cfg config.MQTT, gatewayID, prefix string, logger *slog.Logger
 		SetConnectTimeout(5 * time.Second).
 		SetWriteTimeout(5 * time.Second).
 		SetConnectionLostHandler(func(paho.Client, error) { notify(p.lost) })
-	if cfg.Username != "" {
-		o.SetUsername(cfg.Username)
+	// The same login and TLS as the sensors' client.
+	if err := mqttdrv.Secure(o, cfg); err != nil {
+		return nil, err
 	}
-	if cfg.PasswordFile != "" {
-		b, err := os.ReadFile(cfg.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.password_file: %w", err)
-		}
-		o.SetPassword(strings.TrimRight(string(b), "\r\n"))
-	}
+	p.cfg = cfg
 	p.client = paho.NewClient(o)
 	return p, nil
 }
@@ -166,7 +162,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 				if !down {
 					down = true
 					p.errDisconnect.Inc()
-					p.log.Warn("alert broker unreachable; keeping the latest state of each rule until it is back", "err", err)
+					msg, kind := mqttdrv.ExplainConnectError(err, p.cfg)
+					if kind == mqttdrv.KindConnect {
+						p.log.Warn("alert broker unreachable; keeping the latest state of each rule until it is back", "err", msg)
+					} else {
+						p.log.Error("alert broker refused the connection; keeping the latest state of each rule, but the configuration must change", "err", msg)
+					}
 				}
 				sleep(ctx, backoff)
 				backoff = min(2*backoff, p.timing.retryMax)

@@ -70,6 +70,11 @@ type MQTT struct {
 	PasswordFile string   `yaml:"password_file"`
 	QoS          *int     `yaml:"qos"`        // subscription QoS, 0 or 1; default 1
 	KeepAlive    Duration `yaml:"keep_alive"` // default 30s
+	// TLS verifies the broker against ca_file (default: the system's CAs)
+	// and presents cert_file/key_file if given. It needs an ssl://, tls://,
+	// mqtts:// or wss:// url; such a url without it verifies the broker
+	// against the system's CAs. Optional.
+	TLS *TLS `yaml:"tls"`
 }
 
 // Uplink is where records go.

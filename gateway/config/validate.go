@@ -245,7 +245,29 @@ func (c *Config) validateMQTT() Problems {
 	if m.PasswordFile != "" && m.Username == "" {
 		ps = append(ps, c.Problem("mqtt.username", "required with password_file"))
 	}
+	if t := m.TLS; t != nil {
+		if err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt" || u.Scheme == "ws") {
+			ps = append(ps, c.Problem("mqtt.tls", "needs an ssl://, tls://, mqtts:// or wss:// url, not %s://", u.Scheme))
+		}
+		for _, f := range []struct{ key, val string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+			if strings.Contains(f.val, "-----BEGIN") || strings.ContainsAny(f.val, "\n\r") {
+				ps = append(ps, c.Problem("mqtt.tls."+f.key, "must be the path of a PEM file, not the PEM text itself"))
+			}
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			ps = append(ps, c.Problem("mqtt.tls", "cert_file and key_file go together"))
+		}
+	}
 	return ps
+}
+
+// MQTTURLIsTLS reports whether an mqtt.url scheme connects with TLS.
+func MQTTURLIsTLS(scheme string) bool {
+	switch scheme {
+	case "ssl", "tls", "mqtts", "wss":
+		return true
+	}
+	return false
 }
 
 func (c *Config) validateKafka() Problems {
