@@ -160,18 +160,19 @@ func (g *Gateway) route(a reading.Alert) {
 func (g *Gateway) httpOptions() httpapi.Options {
 	gw := g.cfg.Gateway
 	return httpapi.Options{
-		Listen:   g.cfg.HTTP.Listen,
-		Gateway:  httpapi.GatewayInfo{ID: gw.ID, Site: gw.Site, Line: gw.Line, Version: g.opts.Version},
-		Registry: g.metrics.Registry,
-		Logger:   g.log,
-		Clock:    g.clock.Now,
-		Streams:  g.metrics.HTTPStreams,
-		Sensors:  func() []httpapi.Sensor { return g.sensors.Load().snapshot(g.clock.Now()) },
-		Alerts:   g.alertRows,
-		Machines: g.machineRows,
-		AckToken: g.ackToken,
-		Ack:      g.ack,
-		Health:   g.health,
+		Listen:       g.cfg.HTTP.Listen,
+		Gateway:      httpapi.GatewayInfo{ID: gw.ID, Site: gw.Site, Line: gw.Line, Version: g.opts.Version},
+		Registry:     g.metrics.Registry,
+		Logger:       g.log,
+		Clock:        g.clock.Now,
+		Streams:      g.metrics.HTTPStreams,
+		AuthFailures: g.metrics.HTTPAuthFailures,
+		Sensors:      func() []httpapi.Sensor { return g.sensors.Load().snapshot(g.clock.Now()) },
+		Alerts:       g.alertRows,
+		Machines:     g.machineRows,
+		AckToken:     g.ackToken,
+		Ack:          g.ack,
+		Health:       g.health,
 	}
 }
 

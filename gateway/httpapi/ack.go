@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Errors the Options.Ack function wraps, so that the server answers 404 or
@@ -31,7 +34,20 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "acknowledgement disabled", http.StatusForbidden)
 		return
 	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if s.fails.blocked(host, s.opts.Clock()) {
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "too many wrong tokens; wait a minute", http.StatusTooManyRequests)
+		return
+	}
 	if !s.authorized(r) {
+		n := s.fails.add(host, s.opts.Clock())
+		if s.opts.AuthFailures != nil {
+			s.opts.AuthFailures.Inc()
+		}
+		if n == 1 || n == maxFails {
+			s.logger().Warn("acknowledgement with a missing or wrong token", "remote", host, "failures_this_minute", n)
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="edgegw"`)
 		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
 		return
@@ -55,6 +71,55 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		s.logger().Warn("alert acknowledgement failed", "rule", rule, "err", err)
 		http.Error(w, "acknowledgement failed", http.StatusInternalServerError)
 	}
+}
+
+// maxFails wrong tokens from one address within failWindow make it wait
+// until the window has passed: the token cannot be guessed at line rate.
+const (
+	maxFails   = 5
+	failWindow = time.Minute
+)
+
+// failures counts wrong tokens per client address.
+type failures struct {
+	mu sync.Mutex
+	by map[string][]time.Time
+}
+
+// add records a failure of host at now and returns how many it had within
+// the window.
+func (f *failures) add(host string, now time.Time) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.by == nil {
+		f.by = map[string][]time.Time{}
+	}
+	if len(f.by) > 10000 { // a flood of addresses: forget them rather than grow
+		clear(f.by)
+	}
+	ts := append(recent(f.by[host], now), now)
+	f.by[host] = ts
+	return len(ts)
+}
+
+func (f *failures) blocked(host string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ts := recent(f.by[host], now)
+	if len(ts) == 0 {
+		delete(f.by, host)
+	} else {
+		f.by[host] = ts
+	}
+	return len(ts) >= maxFails
+}
+
+func recent(ts []time.Time, now time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) >= failWindow {
+		i++
+	}
+	return ts[i:]
 }
 
 // authorized reports whether r carries "Authorization: Bearer <AckToken>".

@@ -7,6 +7,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func ackServer(token string) (*Server, *[]string) {
@@ -78,5 +82,46 @@ func TestAck(t *testing.T) {
 				t.Error("401 without WWW-Authenticate")
 			}
 		})
+	}
+}
+
+// Five wrong tokens from one address within a minute make it wait out the
+// minute (429, even with the right token then); each refusal is counted.
+func TestAckThrottlesWrongTokens(t *testing.T) {
+	now := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
+	var acked []string
+	fails := prometheus.NewCounter(prometheus.CounterOpts{Name: "f"})
+	s := newServer(Options{AckToken: "right", Clock: func() time.Time { return now }, AuthFailures: fails,
+		Ack: func(rule string) error { acked = append(acked, rule); return nil }})
+	h := s.Handler()
+	post := func(token, from string) int {
+		req := httptest.NewRequest("POST", "/api/alerts/r/ack", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.RemoteAddr = from + ":40000"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := 0; i < maxFails; i++ {
+		if code := post("guess", "10.0.0.9"); code != 401 {
+			t.Fatalf("wrong token %d: %d, want 401", i, code)
+		}
+		now = now.Add(time.Second)
+	}
+	if code := post("right", "10.0.0.9"); code != 429 {
+		t.Errorf("right token after %d wrong ones: %d, want 429", maxFails, code)
+	}
+	if code := post("right", "10.0.0.10"); code != 204 {
+		t.Errorf("another address: %d, want 204", code)
+	}
+	now = now.Add(failWindow)
+	if code := post("right", "10.0.0.9"); code != 204 {
+		t.Errorf("right token after the minute: %d, want 204", code)
+	}
+	if got := testutil.ToFloat64(fails); got != maxFails {
+		t.Errorf("%v refusals counted, want %d", got, maxFails)
+	}
+	if len(acked) != 2 {
+		t.Errorf("acknowledged %v", acked)
 	}
 }

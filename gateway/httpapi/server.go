@@ -125,6 +125,9 @@ type Options struct {
 	MaxStreams int
 	// Streams, if set, counts the open /events streams.
 	Streams prometheus.Gauge
+	// AuthFailures, if set, counts acknowledgements refused for a missing
+	// or wrong token.
+	AuthFailures prometheus.Counter
 }
 
 // Server is the HTTP server.
@@ -134,6 +137,7 @@ type Server struct {
 	ln   net.Listener
 
 	streams *streams // the /events streams (events.go)
+	fails   failures // wrong ack tokens per client (ack.go)
 }
 
 //go:embed static

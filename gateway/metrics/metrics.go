@@ -44,6 +44,8 @@ type Set struct {
 
 	HTTPStreams prometheus.Gauge   // edgegw_http_streams: open /events streams
 	ClockJumps  prometheus.Counter // edgegw_clock_jumps_total
+	// HTTPAuthFailures counts acknowledgements refused for their token.
+	HTTPAuthFailures prometheus.Counter // edgegw_http_auth_failures_total
 
 	// Redeliveries counts MQTT messages the broker delivered again (DUP
 	// set), by what became of them: "deduplicated" (committed before a
@@ -143,6 +145,9 @@ func New() *Set {
 		HTTPStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgegw_http_streams", Help: "Open /events streams (dashboard screens).",
 		}),
+		HTTPAuthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgegw_http_auth_failures_total", Help: "Alert acknowledgements refused for a missing or wrong token.",
+		}),
 		ClockJumps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edgegw_clock_jumps_total", Help: "Steps of the system clock (the wall clock moving unlike the monotonic clock by over 2s).",
 		}),
@@ -157,7 +162,7 @@ func New() *Set {
 		s.ReadingsTotal, s.DriverErrors, s.Dropped,
 		s.BufferRecords, s.BufferBytes, s.BufferCommits, s.BufferCommitDur,
 		s.UplinkSent, s.UplinkErrors, s.UplinkBatches, s.UplinkConnected, s.UplinkLatency,
-		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams, s.ClockJumps, s.Redeliveries,
+		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams, s.HTTPAuthFailures, s.ClockJumps, s.Redeliveries,
 	)
 	s.Redeliveries.WithLabelValues("deduplicated")
 	s.Redeliveries.WithLabelValues("stored")
