@@ -100,15 +100,22 @@ func start(t testing.TB, path string) *running {
 
 func startWith(t testing.TB, path string, opts gateway.Options) *running {
 	t.Helper()
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	return startLogTo(t, path, opts, w)
+}
+
+// startLogTo starts the gateway of the config at path, logging to w, and
+// stops it when the test ends.
+func startLogTo(t testing.TB, path string, opts gateway.Options, w io.Writer) *running {
+	t.Helper()
 	c, err := gateway.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	opts.Logger, opts.Version = logger, "test"
+	opts.Logger, opts.Version = slog.New(slog.NewTextHandler(w, nil)), "test"
 	if opts.ClockSync == nil {
 		// These tests are not about the clock: what this machine's kernel
 		// says of its NTP state must not change their alerts.

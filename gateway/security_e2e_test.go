@@ -181,38 +181,12 @@ func (l *logBuf) String() string {
 // startLogged is startWith keeping the log (also on stderr with -v).
 func startLogged(t *testing.T, path string, opts gateway.Options) (*running, *logBuf) {
 	t.Helper()
-	c, err := gateway.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
 	lb := new(logBuf)
 	var w io.Writer = lb
 	if testing.Verbose() {
 		w = io.MultiWriter(lb, os.Stderr)
 	}
-	opts.Logger, opts.Version = slog.New(slog.NewTextHandler(w, nil)), "test"
-	g, err := gateway.New(c, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(20 * time.Second):
-				runErr = fmt.Errorf("gateway did not stop within 20s")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() { _ = stop() })
-	return &running{g: g, stop: stop}, lb
+	return startLogTo(t, path, opts, w), lb
 }
 
 func streamReadings(st httpapi.State) (n uint64) {
