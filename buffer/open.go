@@ -40,19 +40,21 @@ func Open(opts Options) (*Spool, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Spool{
-		opts:      opts,
-		seqPath:   opts.Path + ".seq",
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		m:         opts.Metrics,
-		dropOld:   opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullOldest),
-		dropRej:   opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullReject),
-		malformed: opts.Metrics.Dropped.WithLabelValues(metrics.DropMalformed),
-		kick:      make(chan struct{}, 1),
-		runDone:   make(chan struct{}),
-		pend:      &batch{},
-		spare:     &batch{},
-		changed:   make(chan struct{}),
+		opts:         opts,
+		seqPath:      opts.Path + ".seq",
+		log:          opts.Logger,
+		clock:        opts.Clock,
+		m:            opts.Metrics,
+		dropOld:      opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullOldest),
+		dropRej:      opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullReject),
+		dropDiskFull: opts.Metrics.Dropped.WithLabelValues(metrics.DropDiskFull),
+		dropBacklog:  opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolBacklog),
+		malformed:    opts.Metrics.Dropped.WithLabelValues(metrics.DropMalformed),
+		kick:         make(chan struct{}, 1),
+		runDone:      make(chan struct{}),
+		pend:         &batch{},
+		spare:        &batch{},
+		changed:      make(chan struct{}),
 	}
 	resv, err := readSeqFile(s.seqPath)
 	if err != nil {

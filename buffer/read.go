@@ -55,6 +55,10 @@ func (s *Spool) ReadBatch(after uint64, limit int) ([]reading.Record, error) {
 				if seq < from {
 					return true
 				}
+				if rec == nil { // dropped before its commit, and counted then
+					skippedThrough = seq
+					return true
+				}
 				r, derr := reading.DecodeRecord(rec)
 				if derr != nil {
 					bad = append(bad, seq)
@@ -144,7 +148,7 @@ func (s *Spool) AckThrough(seq uint64) error {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	st := s.snapshot()
-	if st.records() == 0 || seq <= st.acked {
+	if st.seqs() == 0 || seq <= st.acked {
 		return nil
 	}
 	var garbled int

@@ -63,6 +63,9 @@ type stack struct {
 	broker *peers.Broker
 	dir    string
 	qos    int // the gateway's subscription QoS
+	// bufDir is where the spool goes (default dir); bufExtra adds keys to
+	// the buffer section, such as ", max_bytes: 64KiB".
+	bufDir, bufExtra string
 }
 
 func newStack(t testing.TB) *stack {
@@ -73,13 +76,17 @@ func newStack(t testing.TB) *stack {
 // rules sections.
 func (s *stack) config(t testing.TB, sensorsAndRules string) string {
 	t.Helper()
+	bufDir := s.bufDir
+	if bufDir == "" {
+		bufDir = s.dir
+	}
 	y := fmt.Sprintf(`gateway: {id: gw-test-01}
 http: {listen: "127.0.0.1:0"}
-buffer: {path: %s/buffer.db}
+buffer: {path: %s/buffer.db%s}
 mqtt: {url: %q, client_id: gw-test-01, qos: %d}
 uplink: {kafka: {brokers: [%q], linger: 20ms, compression: zstd}}
 alerts: {mqtt_topic: plant/test/alerts}
-%s`, s.dir, s.broker.URL(), s.qos, s.kafka.Addr(), sensorsAndRules)
+%s`, bufDir, s.bufExtra, s.broker.URL(), s.qos, s.kafka.Addr(), sensorsAndRules)
 	p := filepath.Join(s.dir, "gw.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)

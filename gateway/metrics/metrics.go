@@ -14,9 +14,16 @@ import (
 const (
 	DropSpoolFullOldest = "spool_full_oldest" // drop_oldest evicted a committed record
 	DropSpoolFullReject = "spool_full_rejected"
-	DropMalformed       = "malformed"     // a payload that did not parse
-	DropUnknownTopic    = "unknown_topic" // an MQTT message no sensor claims
-	DropNotANumber      = "not_a_number"
+	// DropDiskFull: the disk is full (commits fail with ENOSPC, EFBIG or
+	// EDQUOT) and the records waiting in memory reached their bound, so
+	// buffer.when_full dropped the oldest waiting or refused new ones.
+	DropDiskFull = "disk_full"
+	// DropSpoolBacklog: the same for commits that fail otherwise (an I/O
+	// error, a read-only remount) or cannot keep up with the input.
+	DropSpoolBacklog = "spool_backlog"
+	DropMalformed    = "malformed"     // a payload that did not parse
+	DropUnknownTopic = "unknown_topic" // an MQTT message no sensor claims
+	DropNotANumber   = "not_a_number"
 )
 
 // Set holds the metric handles. The zero value is not usable; call New.
@@ -159,7 +166,7 @@ func New() *Set {
 	s.Redeliveries.WithLabelValues("stored")
 	// Pre-create the label values operators alert on, so the series exist
 	// (at 0) from the first scrape rather than appearing on the first drop.
-	for _, r := range []string{DropSpoolFullOldest, DropSpoolFullReject, DropMalformed, DropUnknownTopic, DropNotANumber} {
+	for _, r := range []string{DropSpoolFullOldest, DropSpoolFullReject, DropDiskFull, DropSpoolBacklog, DropMalformed, DropUnknownTopic, DropNotANumber} {
 		s.Dropped.WithLabelValues(r)
 	}
 	return s
