@@ -201,6 +201,7 @@ func (s *Spool) Run(ctx context.Context) error {
 		}
 	}()
 	for {
+		s.advanceReservation()
 		b, deadline, closing := s.due(retryAt)
 		if b != nil {
 			n := b.n
@@ -260,6 +261,19 @@ func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	closing = s.closed
+	var memDeadline time.Time
+	if s.memOn {
+		switch {
+		case closing:
+			s.toDiskLocked("the spool stops")
+		case s.mem.len() > 0:
+			memDeadline = time.Unix(0, s.mem.at[0]).Add(s.opts.OutageAfter)
+			if !s.clock.Now().Before(memDeadline) {
+				s.toDiskLocked(fmt.Sprintf("Kafka has not acknowledged a record within %s", s.opts.OutageAfter))
+				memDeadline = time.Time{}
+			}
+		}
+	}
 	p := s.pend
 	if p.n == 0 {
 		if closing && len(p.marks) > 0 {
@@ -267,7 +281,7 @@ func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bo
 			// stop leaves none behind.
 			return s.take(), time.Time{}, closing
 		}
-		return nil, time.Time{}, closing
+		return nil, memDeadline, closing
 	}
 	now := s.clock.Now()
 	deadline = p.oldestAt.Add(s.opts.CommitInterval)
@@ -278,6 +292,9 @@ func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bo
 		deadline = retryAt
 	}
 	if now.Before(deadline) {
+		if !memDeadline.IsZero() && memDeadline.Before(deadline) {
+			deadline = memDeadline
+		}
 		return nil, deadline, closing
 	}
 	if m := p.memory(); m > maxPendingBytes*7/8 && s.opts.WhenFull == DropOldest && !closing {
@@ -372,18 +389,36 @@ func (s *Spool) write(b *batch) error {
 	}
 	last := b.last()
 	if last >= s.reserved {
-		r := last + 1 + seqBlock
-		if err := writeSeqFile(s.seqPath, r); err != nil {
-			return fmt.Errorf("buffer: reserve seqs: %w", err)
+		if err := s.reserve(last + 1 + seqBlock); err != nil {
+			return err
 		}
-		s.reserved = r
 	}
-	st := s.snapshot()
+	s.mu.Lock()
+	st, acked := s.st, uint64(0)
+	if s.opts.Mode == Outage {
+		acked = s.ackedThrough
+	}
+	clearFlag := s.memFlag && !s.memOn && last+1 >= s.memCeil
+	s.mu.Unlock()
 	err := s.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(recordsBucket)
 		// Keys only ever grow, so a full page is never split again: fill
 		// pages completely instead of bbolt's default half.
 		bk.FillPercent = 1.0
+		if gap := b.first - st.last - 1; b.first > st.last+1 {
+			// Seqs held in memory (outage mode) and acknowledged by Kafka
+			// there: gone already, before any of b's.
+			if st.seqs() == 0 {
+				st.acked = b.first - 1
+			} else {
+				b.key = seqKey(b.key[:0], st.last+1)
+				if err := bk.Put(b.key, appendRun(nil, gap)); err != nil {
+					return err
+				}
+				st.holes += gap
+			}
+			st.last = b.first - 1
+		}
 		from, first, next, prev := 0, b.first, b.first, 0
 		for i, end := range b.ends {
 			if b.runs == 0 {
@@ -417,13 +452,28 @@ func (s *Spool) write(b *batch) error {
 				return err
 			}
 		}
+		if acked > st.acked {
+			// Records moved from memory to b were acknowledged by Kafka
+			// while b waited: not kept.
+			if _, _, err := dropFront(bk, &st, func(k uint64) bool { return k > acked }); err != nil {
+				return err
+			}
+		}
 		if err := writeMarks(tx, b.marks); err != nil {
 			return err
+		}
+		if clearFlag {
+			if err := tx.Bucket(metaBucket).Delete(memFlagKey); err != nil {
+				return err
+			}
 		}
 		return putState(tx, &st)
 	})
 	if err != nil {
 		return s.mapErr(err)
+	}
+	if clearFlag {
+		s.memFlag = false
 	}
 	s.m.BufferCommits.Inc()
 	s.m.BufferCommitDur.Observe(time.Since(t0).Seconds())
@@ -463,6 +513,7 @@ func (s *Spool) publish(st state, committed bool) {
 // corrupt page becomes an error for the caller, not a dead gateway.
 func (s *Spool) update(fn func(*bbolt.Tx) error) (err error) {
 	defer guard(&err)()
+	s.diskWrites.Add(1)
 	return s.db.Update(fn)
 }
 

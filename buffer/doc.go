@@ -15,7 +15,8 @@
 //     above every seq the lost file may have held.
 //
 //   - Committed. A record is committed once the bbolt transaction holding it
-//     has been fsynced. Only committed records are seen by ReadBatch,
+//     has been fsynced (in outage mode's memory state: once Kafka
+//     acknowledged it; see below). Only committed records are seen by ReadBatch,
 //     WaitCommitted and Stats, and Append's done callback fires only then,
 //     from the committer goroutine, in seq order. Records are committed in
 //     seq order, so the spool always holds one contiguous run of seqs,
@@ -59,6 +60,18 @@
 //     not counted in Stats.Records. Full reports all of this for the
 //     gateway's edgegw_spool_full alert, from the first failed commit on a
 //     full disk. When space returns the commits resume by themselves.
+//
+//   - Outage mode (Options.Mode = Outage, outage.go). While Kafka
+//     acknowledges, records are held in memory and read from there, and
+//     nothing is written to the file for them; AckThrough is their
+//     durability point, and their done callbacks run from it (from the
+//     caller of AckThrough). When Kafka does not acknowledge within
+//     OutageAfter, or too much waits, everything in memory is committed in
+//     seq order and the spool works as in durable mode until the uplink has
+//     drained the file. A power cut in memory state loses the records not
+//     yet acknowledged by Kafka that have no done callback. ReadBatch,
+//     WaitCommitted and AckThrough work the same in both states, so the
+//     uplink does not know; DiskWrites counts what reaches the disk.
 //
 //   - Corrupt file. A file that bbolt cannot open, that panics or faults
 //     while being read, that is shorter than its own metadata says, or whose

@@ -60,6 +60,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics is required.
 	Metrics *metrics.Set
+	// Mode is Durable (the default) or Outage (outage.go).
+	Mode Mode
+	// OutageAfter is, in outage mode, how long a record may wait in memory
+	// for Kafka's acknowledgement before the spool writes everything in
+	// memory to the file: the worst case of what a power cut can take.
+	// Default 1s; it must exceed the uplink's linger and round trip.
+	OutageAfter time.Duration
 }
 
 var (
@@ -138,6 +145,19 @@ type Spool struct {
 	// marks are the committed redelivery marks (marks.go); under mu.
 	marks map[uint16]uint64
 
+	// Outage mode (outage.go); under mu.
+	mem          memQueue      // appended in memory state, not yet acknowledged by Kafka
+	memOn        bool          // memory state: new records go to mem
+	memFrom      uint64        // first seq of the current memory state
+	memCeil      uint64        // no seq at or above it was handed out in memory
+	memLimit     uint64        // memory state hands out seqs below it: the reservation
+	resvWanted   bool          // the committer is to advance the reservation
+	ackedThrough uint64        // highest seq the uplink acknowledged
+	waiters      int           // WaitCommitted calls waiting: memory appends wake them
+	memFlag      bool          // memFlagKey is in the file; under txMu
+	diskWrites   atomic.Uint64 // bbolt write transactions and reservations
+	resvWrites   atomic.Uint64 // reservations
+
 	// Why the spool is full, if it is (full.go); under mu.
 	failSince    time.Time // commits fail since; zero while they work
 	failKind     string    // metrics.DropDiskFull or metrics.DropSpoolBacklog
@@ -180,16 +200,20 @@ func (s *Spool) appendRecord(rec reading.Record, done func(), m *Mark) (uint64, 
 		s.mu.Unlock()
 		return 0, ErrClosed
 	}
+	if s.memOn {
+		if s.nextSeq < s.memLimit {
+			q := &s.mem
+			start := len(q.buf)
+			var n int
+			q.buf, n = appendEntry(q.buf, &rec)
+			return s.appendMemLocked(start, int64(keyLen+n), done, m)
+		}
+		s.toDiskLocked("the seq reservation is behind")
+	}
 	p := s.pend
 	start := len(p.buf)
-	p.buf = append(p.buf, 0) // the chunk's length prefix: one byte for most records
-	p.buf = rec.AppendBinary(p.buf)
-	n := len(p.buf) - start - 1
-	if n < 0x80 {
-		p.buf[start] = byte(n)
-	} else {
-		p.buf = widenPrefix(p.buf, start, n)
-	}
+	var n int
+	p.buf, n = appendEntry(p.buf, &rec)
 	size := int64(keyLen + n)
 	waiting := p.memory() + s.inflight + size
 	if s.opts.WhenFull == RejectNew && s.st.bytes+waiting > s.opts.MaxBytes {
@@ -291,6 +315,21 @@ func (s *Spool) shedLocked(need int64) (freed int64) {
 	return freed
 }
 
+// appendEntry appends rec to buf as a chunk entry: its length as a uvarint,
+// then its binary form, whose length it returns.
+func appendEntry(buf []byte, rec *reading.Record) ([]byte, int) {
+	start := len(buf)
+	buf = append(buf, 0) // the length prefix: one byte for most records
+	buf = rec.AppendBinary(buf)
+	n := len(buf) - start - 1
+	if n < 0x80 {
+		buf[start] = byte(n)
+	} else {
+		buf = widenPrefix(buf, start, n)
+	}
+	return buf, n
+}
+
 // widenPrefix makes room for the uvarint length n of the record encoded at
 // buf[start+1:], which did not fit the one byte reserved for it.
 func widenPrefix(buf []byte, start, n int) []byte {
@@ -314,7 +353,7 @@ func (s *Spool) wake() {
 func (s *Spool) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	target := s.nextSeq - 1
-	for s.st.last < target {
+	for s.st.last < target && !(s.opts.Mode == Outage && s.ackedThrough >= target) { // committed, or Kafka has it
 		if s.run == runDone || s.closed && s.run == runIdle {
 			s.mu.Unlock()
 			return ErrClosed
@@ -338,15 +377,22 @@ func (s *Spool) Flush(ctx context.Context) error {
 // is in the spool (at once if one already is), or ctx.Err().
 func (s *Spool) WaitCommitted(ctx context.Context, after uint64) error {
 	s.mu.Lock()
-	for s.st.records() == 0 || s.st.last <= after {
+	for (s.st.records() == 0 || s.st.last <= after) && !(s.memReadableLocked() && s.mem.last() > after) {
 		ch := s.changed
+		s.waiters++
 		s.mu.Unlock()
+		var err error
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
 		case <-ch:
 		}
 		s.mu.Lock()
+		s.waiters--
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
 	}
 	s.mu.Unlock()
 	return nil
@@ -354,7 +400,9 @@ func (s *Spool) WaitCommitted(ctx context.Context, after uint64) error {
 
 // Stats describe the spool at one moment.
 type Stats struct {
-	Records  int64     // committed records held
+	Records  int64     // records held for Kafka: committed, and in memory (outage mode)
+	InMemory int64     // of those, held in memory (outage mode)
+	Memory   bool      // outage mode, in memory state
 	Bytes    int64     // their encoded size, what MaxBytes bounds
 	FirstSeq uint64    // seq of the oldest record held; 0 when empty
 	LastSeq  uint64    // highest seq ever committed (kept after acks and restarts)
@@ -368,7 +416,8 @@ func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{
-		Records: s.st.records(), Bytes: s.st.bytes, FirstSeq: s.st.first(), LastSeq: s.st.last,
+		Records: s.st.records() + int64(s.mem.len()), InMemory: int64(s.mem.len()), Memory: s.memOn,
+		Bytes: s.st.bytes, FirstSeq: s.st.first(), LastSeq: s.st.last,
 		NextSeq: s.nextSeq, Pending: int(s.pend.n), OldestTS: s.st.oldestTS,
 	}
 }
@@ -381,6 +430,7 @@ func (s *Spool) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
+		s.toDiskLocked("the spool stops")
 		run := s.run
 		var b *batch
 		if run == runIdle && s.pend.n > 0 {
