@@ -9,7 +9,7 @@ COMMIT  := $(COMMIT)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS    := ./...
 
-.PHONY: all build devstack run test lint vet fmt-check unit bench soak check-configs tail cross deb clean
+.PHONY: all build devstack run test lint vet fmt-check unit bench wear soak check-configs tail cross deb clean
 
 all: build
 
@@ -43,10 +43,18 @@ unit:
 check-configs: build
 	@scripts/check-configs
 
-## bench: the Go benchmarks of the hot paths, then end to end (see BENCHMARKS.md)
+## bench: the Go benchmarks of the hot paths, then end to end, then the
+## spool's SD card wear (see BENCHMARKS.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./gateway/reading ./buffer ./uplink ./rules ./drivers/...
 	$(GO) test -run '^$$' -bench 'Ceiling|EndToEnd' -benchtime 30000x -count 3 ./gateway
+	$(MAKE) wear
+
+## wear: bytes the spool writes per hour at 1,000 readings/s, durable and
+## outage mode, Kafka up and down (WEAR=60s per scenario; about 7 minutes)
+WEAR ?= 60s
+wear:
+	EDGEGW_WEAR=$(WEAR) $(GO) test -count=1 -timeout 30m -run '^TestWear$$' -v ./buffer
 
 ## soak: the kill -9 test with 300 kills (about three minutes)
 soak:

@@ -16,7 +16,10 @@ import (
 // until the benchmark ends.
 func benchSpool(b *testing.B) *Spool {
 	b.Helper()
-	s, err := Open(Options{Path: testPath(b), Metrics: metrics.New(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// reject_new: appends that outrun the disk are refused (ErrStalled)
+	// rather than dropped, so appendAll can wait for the disk instead.
+	s, err := Open(Options{Path: testPath(b), WhenFull: RejectNew, Metrics: metrics.New(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -13,15 +14,30 @@ import (
 // batch is a run of consecutive seqs, already encoded, waiting for one
 // commit. Two of them alternate: appends fill one while the other's
 // transaction runs, so neither allocates in the steady state.
+//
+// Its entries are the chunk format's (store.go): a record, or a run of seqs
+// that were dropped while the disk could not take them (dropPending). Runs
+// keep the seqs contiguous, so a dropped record leaves no hole in the
+// spool's one run of seqs.
 type batch struct {
-	buf      []byte // the records, each as a uvarint length and its encoding: ready-made chunks
-	ends     []int  // end of each record in buf
-	dones    []func()
+	buf      []byte // the entries, each a uvarint length and a record, or 0 and a run length: ready-made chunks
+	ends     []int  // end of each entry in buf
+	n        uint64 // seqs covered: one per record, a run's length per run
+	runs     int    // how many of the entries are runs
+	holes    uint64 // seqs covered by runs
+	dones    []doneAt
 	marks    []markOp // redelivery marks to record or forget (marks.go)
-	first    uint64   // seq of the first record
+	first    uint64   // seq of the first entry
 	bytes    int64    // what the records count against MaxBytes
+	runBytes int64    // memory the runs take (what they count against maxPendingBytes)
 	oldestAt time.Time
 	key      []byte
+}
+
+// doneAt is a done callback and the seq of its record.
+type doneAt struct {
+	seq uint64
+	fn  func()
 }
 
 // retainCap bounds the buffer a batch keeps after a burst, so one outage
@@ -34,19 +50,123 @@ func (b *batch) reset() {
 	}
 	clear(b.dones)
 	b.buf, b.ends, b.dones, b.marks = b.buf[:0], b.ends[:0], b.dones[:0], b.marks[:0]
-	b.first, b.bytes = 0, 0
+	b.first, b.n, b.runs, b.holes, b.bytes, b.runBytes = 0, 0, 0, 0, 0, 0
 }
+
+// last is the seq of the batch's last entry (of its last seq, for a run).
+func (b *batch) last() uint64 { return b.first + b.n - 1 }
+
+// memory is what the batch counts against maxPendingBytes.
+func (b *batch) memory() int64 { return b.bytes + b.runBytes }
 
 // appendBatch appends o, whose seqs follow b's, to b.
 func (b *batch) appendBatch(o *batch) {
+	if o.n == 0 {
+		b.marks = append(b.marks, o.marks...)
+		return
+	}
+	if b.n == 0 {
+		b.first, b.oldestAt = o.first, o.oldestAt
+	}
 	off := len(b.buf)
 	b.buf = append(b.buf, o.buf...)
 	for _, e := range o.ends {
 		b.ends = append(b.ends, off+e)
 	}
+	b.n += o.n
+	b.runs += o.runs
+	b.holes += o.holes
 	b.dones = append(b.dones, o.dones...)
 	b.marks = append(b.marks, o.marks...)
 	b.bytes += o.bytes
+	b.runBytes += o.runBytes
+}
+
+// entrySeqs is how many seqs the entry e (one of buf's) covers.
+func entrySeqs(e []byte) uint64 {
+	if len(e) > 1 && e[0] == 0 {
+		n, _ := binary.Uvarint(e[1:])
+		return n
+	}
+	return 1
+}
+
+// appendRun appends to buf a run entry of n dropped seqs.
+func appendRun(buf []byte, n uint64) []byte {
+	return binary.AppendUvarint(append(buf, 0), n)
+}
+
+// dropPending drops the oldest records of b that no source waits for (no
+// done callback: a source waiting for one can send the record again, and is
+// kept), until need bytes are freed or none is left to drop, replacing them
+// with runs. It works in place: a run never takes more room than the
+// records it replaces, each at least two bytes. It returns the records
+// dropped and the bytes freed.
+func (b *batch) dropPending(need int64) (dropped int, freed int64) {
+	var (
+		w, r    int    // write and read offsets in buf
+		run     uint64 // length of the run being built, ending at w
+		runAt   = -1   // offset of that run's entry in buf
+		seq     = b.first
+		di      int // next done callback
+		newEnds = b.ends[:0]
+		i       int
+	)
+	flush := func() {
+		if run > 0 {
+			w = len(appendRun(b.buf[:runAt], run))
+			newEnds = append(newEnds, w)
+			b.runs++
+			b.runBytes += int64(w - runAt)
+			run, runAt = 0, -1
+		}
+	}
+	for ; i < len(b.ends) && freed < need; i++ {
+		// newEnds shares b.ends's array and never gets ahead of i: read
+		// the end before anything is appended.
+		end := b.ends[i]
+		e := b.buf[r:end]
+		cnt := entrySeqs(e)
+		for di < len(b.dones) && b.dones[di].seq < seq {
+			di++
+		}
+		switch {
+		case len(e) > 1 && e[0] == 0: // a run already: joins the one being built
+			if runAt < 0 {
+				runAt = w
+			}
+			run += cnt
+			b.runs--
+			b.runBytes -= int64(len(e))
+		case di < len(b.dones) && b.dones[di].seq == seq: // a source waits for it: kept
+			flush()
+			w += copy(b.buf[w:], e)
+			newEnds = append(newEnds, w)
+		default:
+			if runAt < 0 {
+				runAt = w
+			}
+			run++
+			dropped++
+			b.holes++
+			_, k := binary.Uvarint(e)
+			size := int64(keyLen + len(e) - k)
+			freed += size
+			b.bytes -= size
+		}
+		seq += cnt
+		r = end
+	}
+	flush()
+	// The rest moves down as it is.
+	shift := r - w
+	w += copy(b.buf[w:], b.buf[r:])
+	b.buf = b.buf[:w]
+	for ; i < len(b.ends); i++ {
+		newEnds = append(newEnds, b.ends[i]-shift)
+	}
+	b.ends = newEnds
+	return dropped, freed
 }
 
 // Run commits appended records until ctx is done or Close is called, then
@@ -81,14 +201,15 @@ func (s *Spool) Run(ctx context.Context) error {
 		}
 	}()
 	for {
+		s.advanceReservation()
 		b, deadline, closing := s.due(retryAt)
 		if b != nil {
-			n := len(b.ends)
+			n := b.n
 			err := s.commit(b)
 			switch {
 			case err == nil:
 				if failures > 0 {
-					s.log.Info("spool commits work again", "failures", failures)
+					s.commitsWork(failures)
 				}
 				failures, retryAt = 0, time.Time{}
 			case closing:
@@ -98,9 +219,7 @@ func (s *Spool) Run(ctx context.Context) error {
 				failures++
 				backoff := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
 				retryAt = s.clock.Now().Add(backoff)
-				if failures == 1 {
-					s.log.Error("spool commit failed; retrying", "records", n, "retry_in", backoff, "err", err)
-				}
+				s.commitFailed(err, n, backoff)
 			}
 			continue
 		}
@@ -142,14 +261,27 @@ func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	closing = s.closed
+	var memDeadline time.Time
+	if s.memOn {
+		switch {
+		case closing:
+			s.toDiskLocked("the spool stops")
+		case s.mem.len() > 0:
+			memDeadline = time.Unix(0, s.mem.at[0]).Add(s.opts.OutageAfter)
+			if !s.clock.Now().Before(memDeadline) {
+				s.toDiskLocked(fmt.Sprintf("Kafka has not acknowledged a record within %s", s.opts.OutageAfter))
+				memDeadline = time.Time{}
+			}
+		}
+	}
 	p := s.pend
-	if len(p.ends) == 0 {
+	if p.n == 0 {
 		if closing && len(p.marks) > 0 {
 			// Only forgotten marks: written at the stop, so that a clean
 			// stop leaves none behind.
 			return s.take(), time.Time{}, closing
 		}
-		return nil, time.Time{}, closing
+		return nil, memDeadline, closing
 	}
 	now := s.clock.Now()
 	deadline = p.oldestAt.Add(s.opts.CommitInterval)
@@ -160,7 +292,17 @@ func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bo
 		deadline = retryAt
 	}
 	if now.Before(deadline) {
+		if !memDeadline.IsZero() && memDeadline.Before(deadline) {
+			deadline = memDeadline
+		}
 		return nil, deadline, closing
+	}
+	if m := p.memory(); m > maxPendingBytes*7/8 && s.opts.WhenFull == DropOldest && !closing {
+		// A retry on a full disk: what waits in memory is at its bound,
+		// and all of it is about to be in the commit, beyond the reach of
+		// drop_oldest, while new records keep coming. Dropping the oldest
+		// now leaves room for those.
+		s.shedLocked(m - maxPendingBytes*3/4)
 	}
 	return s.take(), time.Time{}, closing
 }
@@ -174,7 +316,7 @@ func (s *Spool) take() *batch {
 	}
 	s.spare = nil
 	s.urgent = false
-	s.inflight = b.bytes
+	s.inflight = b.memory()
 	return b
 }
 
@@ -218,13 +360,16 @@ func (s *Spool) commit(b *batch) error {
 		}
 		s.mu.Unlock()
 	}
-	for _, done := range b.dones {
-		done()
+	for _, d := range b.dones {
+		d.fn()
 	}
 	s.mu.Lock()
 	b.reset()
 	if s.spare == nil {
 		s.spare = b
+	}
+	if !s.backlogSince.IsZero() && s.failSince.IsZero() {
+		s.clearBacklogLocked()
 	}
 	s.mu.Unlock()
 	return nil
@@ -239,25 +384,49 @@ func (s *Spool) write(b *batch) error {
 	var dropped, garbled int
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
-	if len(b.ends) == 0 {
+	if b.n == 0 {
 		return s.update(func(tx *bbolt.Tx) error { return writeMarks(tx, b.marks) })
 	}
-	last := b.first + uint64(len(b.ends)) - 1
+	last := b.last()
 	if last >= s.reserved {
-		r := last + 1 + seqBlock
-		if err := writeSeqFile(s.seqPath, r); err != nil {
-			return fmt.Errorf("buffer: reserve seqs: %w", err)
+		if err := s.reserve(last + 1 + seqBlock); err != nil {
+			return err
 		}
-		s.reserved = r
 	}
-	st := s.snapshot()
+	s.mu.Lock()
+	st, acked := s.st, uint64(0)
+	if s.opts.Mode == Outage {
+		acked = s.ackedThrough
+	}
+	clearFlag := s.memFlag && !s.memOn && last+1 >= s.memCeil
+	s.mu.Unlock()
 	err := s.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(recordsBucket)
 		// Keys only ever grow, so a full page is never split again: fill
 		// pages completely instead of bbolt's default half.
 		bk.FillPercent = 1.0
-		from, first := 0, b.first
+		if gap := b.first - st.last - 1; b.first > st.last+1 {
+			// Seqs held in memory (outage mode) and acknowledged by Kafka
+			// there: gone already, before any of b's.
+			if st.seqs() == 0 {
+				st.acked = b.first - 1
+			} else {
+				b.key = seqKey(b.key[:0], st.last+1)
+				if err := bk.Put(b.key, appendRun(nil, gap)); err != nil {
+					return err
+				}
+				st.holes += gap
+			}
+			st.last = b.first - 1
+		}
+		from, first, next, prev := 0, b.first, b.first, 0
 		for i, end := range b.ends {
+			if b.runs == 0 {
+				next++
+			} else {
+				next += entrySeqs(b.buf[prev:end])
+				prev = end
+			}
 			if end-from < chunkTarget && i < len(b.ends)-1 {
 				continue
 			}
@@ -267,10 +436,11 @@ func (s *Spool) write(b *batch) error {
 			if err := bk.Put(b.key, b.buf[from:end]); err != nil {
 				return err
 			}
-			from, first = end, b.first+uint64(i)+1
+			from, first = end, next
 		}
 		wasEmpty := st.records() == 0
 		st.bytes += b.bytes
+		st.holes += b.holes
 		st.last = last
 		if wasEmpty {
 			refreshOldest(bk, &st)
@@ -282,17 +452,37 @@ func (s *Spool) write(b *batch) error {
 				return err
 			}
 		}
+		if acked > st.acked {
+			// Records moved from memory to b were acknowledged by Kafka
+			// while b waited: not kept.
+			if _, _, err := dropFront(bk, &st, func(k uint64) bool { return k > acked }); err != nil {
+				return err
+			}
+		}
 		if err := writeMarks(tx, b.marks); err != nil {
 			return err
+		}
+		if clearFlag {
+			if err := tx.Bucket(metaBucket).Delete(memFlagKey); err != nil {
+				return err
+			}
 		}
 		return putState(tx, &st)
 	})
 	if err != nil {
 		return s.mapErr(err)
 	}
+	if clearFlag {
+		s.memFlag = false
+	}
 	s.m.BufferCommits.Inc()
 	s.m.BufferCommitDur.Observe(time.Since(t0).Seconds())
-	s.dropOld.Add(float64(dropped))
+	if dropped > 0 {
+		s.dropOld.Add(float64(dropped))
+		s.mu.Lock()
+		s.noteFullLocked()
+		s.mu.Unlock()
+	}
 	s.countGarbled(garbled)
 	s.publish(st, true)
 	return nil
@@ -323,6 +513,7 @@ func (s *Spool) publish(st state, committed bool) {
 // corrupt page becomes an error for the caller, not a dead gateway.
 func (s *Spool) update(fn func(*bbolt.Tx) error) (err error) {
 	defer guard(&err)()
+	s.diskWrites.Add(1)
 	return s.db.Update(fn)
 }
 

@@ -15,7 +15,8 @@
 //     above every seq the lost file may have held.
 //
 //   - Committed. A record is committed once the bbolt transaction holding it
-//     has been fsynced. Only committed records are seen by ReadBatch,
+//     has been fsynced (in outage mode's memory state: once Kafka
+//     acknowledged it; see below). Only committed records are seen by ReadBatch,
 //     WaitCommitted and Stats, and Append's done callback fires only then,
 //     from the committer goroutine, in seq order. Records are committed in
 //     seq order, so the spool always holds one contiguous run of seqs,
@@ -41,10 +42,36 @@
 //     records in the commit transaction that overflows, counted as
 //     edgegw_dropped_total{reason="spool_full_oldest"}; RejectNew makes
 //     Append return ErrFull, counted as reason="spool_full_rejected", when
-//     committed plus pending bytes would pass MaxBytes. While the disk cannot
-//     keep up at all (failing commits are retried with backoff), at most
-//     32 MiB of records wait in memory; past that Append returns ErrFull under
-//     either policy rather than grow without bound.
+//     committed plus pending bytes would pass MaxBytes.
+//
+//   - Full disk. A commit that fails (ENOSPC, EFBIG under a file size
+//     limit, EDQUOT, or any other error) leaves the file as it was: bbolt
+//     rolls the transaction back, and the records go back to wait in
+//     memory for the retry (with backoff, up to 5 s; logged once, and once
+//     more when commits work again). Up to 32 MiB of records wait; past
+//     that DropOldest drops the oldest waiting records and RejectNew
+//     refuses new ones (Append returns ErrStalled), counted as
+//     reason="disk_full" (or "spool_backlog" when commits fail otherwise
+//     or just lag behind the input). Records with a done callback are never
+//     dropped and refused only at twice the bound: their source waits for
+//     them and can resend, and its in-flight window (20 messages at a stock
+//     mosquitto) keeps them few. A dropped record keeps its seq, as a
+//     placeholder in the commit, so the seqs held stay contiguous; it is
+//     not counted in Stats.Records. Full reports all of this for the
+//     gateway's edgegw_spool_full alert, from the first failed commit on a
+//     full disk. When space returns the commits resume by themselves.
+//
+//   - Outage mode (Options.Mode = Outage, outage.go). While Kafka
+//     acknowledges, records are held in memory and read from there, and
+//     nothing is written to the file for them; AckThrough is their
+//     durability point, and their done callbacks run from it (from the
+//     caller of AckThrough). When Kafka does not acknowledge within
+//     OutageAfter, or too much waits, everything in memory is committed in
+//     seq order and the spool works as in durable mode until the uplink has
+//     drained the file. A power cut in memory state loses the records not
+//     yet acknowledged by Kafka that have no done callback. ReadBatch,
+//     WaitCommitted and AckThrough work the same in both states, so the
+//     uplink does not know; DiskWrites counts what reaches the disk.
 //
 //   - Corrupt file. A file that bbolt cannot open, that panics or faults
 //     while being read, that is shorter than its own metadata says, or whose

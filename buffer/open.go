@@ -33,6 +33,14 @@ func Open(opts Options) (*Spool, error) {
 	if opts.CommitInterval == 0 {
 		opts.CommitInterval = defaultCommitInterval
 	}
+	switch {
+	case opts.Mode != Durable && opts.Mode != Outage:
+		return nil, fmt.Errorf("buffer: unknown %s", opts.Mode)
+	case opts.OutageAfter < 0:
+		return nil, fmt.Errorf("buffer: OutageAfter %s is negative", opts.OutageAfter)
+	case opts.OutageAfter == 0:
+		opts.OutageAfter = defaultOutageAfter
+	}
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
@@ -40,19 +48,21 @@ func Open(opts Options) (*Spool, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Spool{
-		opts:      opts,
-		seqPath:   opts.Path + ".seq",
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		m:         opts.Metrics,
-		dropOld:   opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullOldest),
-		dropRej:   opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullReject),
-		malformed: opts.Metrics.Dropped.WithLabelValues(metrics.DropMalformed),
-		kick:      make(chan struct{}, 1),
-		runDone:   make(chan struct{}),
-		pend:      &batch{},
-		spare:     &batch{},
-		changed:   make(chan struct{}),
+		opts:         opts,
+		seqPath:      opts.Path + ".seq",
+		log:          opts.Logger,
+		clock:        opts.Clock,
+		m:            opts.Metrics,
+		dropOld:      opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullOldest),
+		dropRej:      opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolFullReject),
+		dropDiskFull: opts.Metrics.Dropped.WithLabelValues(metrics.DropDiskFull),
+		dropBacklog:  opts.Metrics.Dropped.WithLabelValues(metrics.DropSpoolBacklog),
+		malformed:    opts.Metrics.Dropped.WithLabelValues(metrics.DropMalformed),
+		kick:         make(chan struct{}, 1),
+		runDone:      make(chan struct{}),
+		pend:         &batch{},
+		spare:        &batch{},
+		changed:      make(chan struct{}),
 	}
 	resv, err := readSeqFile(s.seqPath)
 	if err != nil {
@@ -67,7 +77,19 @@ func Open(opts Options) (*Spool, error) {
 		s.marks = map[uint16]uint64{}
 	}
 	s.nextSeq = s.st.last + 1
+	if s.memFlag, err = loadMemFlag(s.db); err != nil || s.memFlag {
+		// Seqs above the last committed one may have been handed out in
+		// memory (outage mode), all below the reservation.
+		if resv == 0 {
+			s.log.Error("the spool held records in memory but has no seq reservation; seqs may repeat", "path", s.seqPath, "err", err)
+		}
+		s.nextSeq = max(s.nextSeq, resv)
+		s.memFlag = true
+	}
+	s.memCeil = s.nextSeq
+	s.memLimit = resv
 	s.m.BufferRecords.Set(float64(s.st.records()))
+	s.m.BufferMemoryMode.Set(0)
 	s.m.BufferBytes.Set(float64(s.st.bytes))
 	return s, nil
 }
@@ -127,3 +149,15 @@ func (s *Spool) openStore(resv uint64) (state, error) {
 // Recovered is the path the corrupt spool file was moved to by Open, or ""
 // if the file was sound. The gateway raises edgegw_spool_corrupt on it.
 func (s *Spool) Recovered() string { return s.recovered }
+
+// loadMemFlag reads whether memFlagKey is set.
+func loadMemFlag(db *bbolt.DB) (set bool, err error) {
+	defer guard(&err)()
+	err = db.View(func(tx *bbolt.Tx) error {
+		if m := tx.Bucket(metaBucket); m != nil {
+			set = m.Get(memFlagKey) != nil
+		}
+		return nil
+	})
+	return set, err
+}

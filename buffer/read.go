@@ -24,6 +24,9 @@ func (s *Spool) ReadBatch(after uint64, limit int) ([]reading.Record, error) {
 	}
 	s.mu.Lock()
 	held := s.st.records()
+	if (held == 0 || after >= s.st.last) && s.memReadableLocked() {
+		return s.readMemLocked(after, limit) // unlocks
+	}
 	s.mu.Unlock()
 	if held == 0 {
 		return nil, nil
@@ -53,6 +56,10 @@ func (s *Spool) ReadBatch(after uint64, limit int) ([]reading.Record, error) {
 			}
 			werr := walkChunk(first, v, func(seq uint64, rec []byte) bool {
 				if seq < from {
+					return true
+				}
+				if rec == nil { // dropped before its commit, and counted then
+					skippedThrough = seq
 					return true
 				}
 				r, derr := reading.DecodeRecord(rec)
@@ -139,12 +146,32 @@ func (s *Spool) countGarbled(n int) {
 }
 
 // AckThrough deletes every record with seq <= seq: Kafka has them. Acks
-// that go back or repeat are no-ops.
+// that go back or repeat are no-ops. In outage mode it drops them from
+// memory, calls their done callbacks, and may switch back to memory
+// (outage.go).
 func (s *Spool) AckThrough(seq uint64) error {
+	s.mu.Lock()
+	s.ackedThrough = max(s.ackedThrough, seq)
+	dones := s.mem.ackThrough(seq)
+	if len(dones) > 0 {
+		s.signalLocked() // Flush waits for this too
+	}
+	s.mu.Unlock()
+	for _, d := range dones {
+		d.fn()
+	}
+	err := s.ackFile(seq)
+	if err == nil {
+		s.maybeMemory()
+	}
+	return err
+}
+
+func (s *Spool) ackFile(seq uint64) error {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	st := s.snapshot()
-	if st.records() == 0 || seq <= st.acked {
+	if st.seqs() == 0 || seq <= st.acked {
 		return nil
 	}
 	var garbled int

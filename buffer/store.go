@@ -19,7 +19,9 @@ import (
 // On disk, the records bucket holds chunks: the key is the 8-byte
 // big-endian seq of the chunk's first record, the value the records of a run
 // of consecutive seqs, each as a uvarint length and its reading.AppendBinary
-// form. A group commit writes its records as chunks of about chunkTarget
+// form. Seqs dropped before they were committed (a full disk: see
+// batch.dropPending) are a length of 0 followed by a uvarint count, so
+// the seqs stay contiguous. A group commit writes its records as chunks of about chunkTarget
 // bytes. One bbolt Put per record costs 1.5-3.5 µs (a cursor seek from the
 // root, a key copy, node growth), which caps a spool at ~300k records/s; a
 // Put per chunk leaves little more than a copy per record.
@@ -50,10 +52,14 @@ type state struct {
 	last     uint64 // highest seq ever committed; the next seq is last+1
 	acked    uint64 // every seq <= acked is gone (acknowledged or dropped)
 	bytes    int64  // sum over the records held of keyLen + encoded size
+	holes    uint64 // seqs above acked that were dropped before their commit (runs)
 	oldestTS time.Time
 }
 
-func (st *state) records() int64 { return int64(st.last - st.acked) }
+// seqs is how many seqs the records bucket spans: records and holes.
+func (st *state) seqs() uint64 { return st.last - st.acked }
+
+func (st *state) records() int64 { return int64(st.seqs() - min(st.holes, st.seqs())) }
 
 // first is the seq of the oldest record held, 0 when empty.
 func (st *state) first() uint64 {
@@ -71,8 +77,19 @@ func encodeState(st *state) []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(st.bytes))
 }
 
+// holesKey holds state.holes while it is not zero: a key of its own, so
+// that the state value keeps the form older versions read.
+var holesKey = []byte("holes")
+
 func putState(tx *bbolt.Tx, st *state) error {
-	return tx.Bucket(metaBucket).Put(stateKey, encodeState(st))
+	meta := tx.Bucket(metaBucket)
+	if err := meta.Put(stateKey, encodeState(st)); err != nil {
+		return err
+	}
+	if st.holes == 0 {
+		return meta.Delete(holesKey) // nothing is written when it is absent
+	}
+	return meta.Put(holesKey, binary.BigEndian.AppendUint64(nil, st.holes))
 }
 
 func decodeState(v []byte) (state, error) {
@@ -90,20 +107,35 @@ func decodeState(v []byte) (state, error) {
 
 func seqKey(dst []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(dst, seq) }
 
-// walkChunk calls fn for each record of the chunk v whose first seq is
-// first, until fn returns false. It returns errChunk if the lengths do not
-// add up (after calling fn for the records before the damage).
+// walkChunk calls fn for each seq of the chunk v whose first seq is first,
+// until fn returns false: with the record, or with nil for a seq that was
+// dropped before it was committed (a run). It returns errChunk if the
+// lengths do not add up (after calling fn for the seqs before the damage).
 func walkChunk(first uint64, v []byte, fn func(seq uint64, rec []byte) bool) error {
-	for seq := first; len(v) > 0; seq++ {
+	for seq := first; len(v) > 0; {
 		n, k := binary.Uvarint(v)
 		if k <= 0 || n > uint64(len(v)-k) {
 			return errChunk
+		}
+		if n == 0 { // a run: 0, then how many seqs were dropped
+			c, j := binary.Uvarint(v[k:])
+			if j <= 0 || c == 0 {
+				return errChunk
+			}
+			v = v[k+j:]
+			for end := seq + c; seq < end; seq++ {
+				if !fn(seq, nil) {
+					return nil
+				}
+			}
+			continue
 		}
 		rec := v[k : k+int(n)]
 		v = v[k+int(n):]
 		if !fn(seq, rec) {
 			return nil
 		}
+		seq++
 	}
 	return nil
 }
@@ -195,14 +227,17 @@ func loadState(db *bbolt.DB) (st state, fresh bool, err error) {
 		if st, err = decodeState(meta.Get(stateKey)); err != nil {
 			return err
 		}
+		if v := meta.Get(holesKey); len(v) == 8 {
+			st.holes = min(binary.BigEndian.Uint64(v), st.seqs())
+		}
 		if recs == nil {
 			return corrupt("records bucket missing")
 		}
 		c := recs.Cursor()
 		fk, _ := c.First()
 		lk, _ := c.Last()
-		if (fk == nil) != (st.records() == 0) {
-			return corrupt("metadata says %d records, the bucket disagrees", st.records())
+		if (fk == nil) != (st.seqs() == 0) {
+			return corrupt("metadata says %d records, the bucket disagrees", st.seqs())
 		}
 		if fk == nil {
 			return nil
@@ -298,7 +333,7 @@ func refreshOldest(b *bbolt.Bucket, st *state) {
 		return
 	}
 	_ = walkChunk(binary.BigEndian.Uint64(k), v, func(seq uint64, rec []byte) bool {
-		if seq <= st.acked {
+		if seq <= st.acked || rec == nil {
 			return true
 		}
 		st.oldestTS = recordTime(rec)
@@ -312,7 +347,7 @@ func refreshOldest(b *bbolt.Bucket, st *state) {
 // those were in a chunk too garbled to parse.
 func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64) bool) (n, garbled int, err error) {
 	c := b.Cursor()
-	for st.records() > 0 && !keep(st.acked+1) {
+	for st.seqs() > 0 && !keep(st.acked+1) {
 		k, v := c.First()
 		if len(k) != keyLen {
 			return n, garbled, corrupt("chunk key %x", k)
@@ -327,8 +362,12 @@ func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64) bool) (n, garbl
 				return false
 			}
 			st.acked = seq
-			st.bytes -= int64(keyLen + len(rec))
-			n++
+			if rec == nil { // a dropped seq, counted when it was dropped
+				st.holes -= min(st.holes, 1)
+			} else {
+				st.bytes -= int64(keyLen + len(rec))
+				n++
+			}
 			return true
 		})
 		if stopped {
@@ -353,9 +392,10 @@ func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64) bool) (n, garbl
 			return n, garbled, err
 		}
 	}
-	if st.records() == 0 {
-		st.bytes = 0 // no drift survives an empty spool
+	if st.seqs() == 0 {
+		st.bytes, st.holes = 0, 0 // no drift survives an empty spool
 	}
+	st.holes = min(st.holes, st.seqs())
 	refreshOldest(b, st)
 	return n, garbled, nil
 }

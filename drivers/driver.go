@@ -31,7 +31,9 @@ type Sink interface {
 	// ack, if not nil, is called exactly once after the reading was
 	// accepted and is safe: committed to the spool, or refused by the
 	// spool's reject_new policy (which counts it). A source that can resend
-	// (MQTT QoS 1) acknowledges to its peer only then.
+	// (MQTT QoS 1) acknowledges to its peer only then. It is never called
+	// for a reading the spool could not store because its disk does not
+	// take records (full, failing) for long: the source must send it again.
 	Emit(ctx context.Context, r reading.Reading, ack func()) error
 }
 

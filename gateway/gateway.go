@@ -199,9 +199,14 @@ func (g *Gateway) openSpool() error {
 	if b.WhenFull == config.RejectNew {
 		when = buffer.RejectNew
 	}
+	mode := buffer.Durable
+	if b.Mode == config.ModeOutage {
+		mode = buffer.Outage
+	}
 	s, err := buffer.Open(buffer.Options{
 		Path: b.Path, MaxBytes: int64(b.MaxBytes), WhenFull: when,
 		CommitInterval: b.CommitInterval.D(), Clock: g.clock, Logger: g.log, Metrics: g.metrics,
+		Mode: mode, OutageAfter: b.OutageAfter.D(),
 	})
 	if err != nil {
 		return fmt.Errorf("buffer %s: %w", b.Path, err)

@@ -21,6 +21,11 @@ const (
 	// alertUplinkDown fires when no produce has succeeded for
 	// uplinkDownAfter, and resolves with the next one that does.
 	alertUplinkDown = "edgegw_uplink_down"
+	// alertSpoolFull fires while the spool drops or refuses records
+	// (buffer.max_bytes reached, or the disk cannot take them), and from
+	// the first failed commit on a full disk; it resolves once records fit
+	// again (buffer.Spool.Full).
+	alertSpoolFull = "edgegw_spool_full"
 )
 
 // uplinkDownAfter is how long Kafka may fail before edgegw_uplink_down
@@ -119,6 +124,13 @@ func (g *Gateway) allAlerts() []rules.Status {
 // checkOwn raises or resolves the conditions the gateway watches; the
 // pipeline goroutine calls it on every tick.
 func (g *Gateway) checkOwn(now time.Time) {
+	if g.spool != nil {
+		if f := g.spool.Full(); f.Since.IsZero() {
+			g.resolve(alertSpoolFull)
+		} else {
+			g.raise(alertSpoolFull, "warning", "Buffer full: "+f.Detail)
+		}
+	}
 	if g.uplink == nil {
 		return
 	}

@@ -124,15 +124,24 @@ func (g *Gateway) handle(it item) {
 	} else {
 		_, err = g.spool.Append(reading.FromReading(r), it.ack)
 	}
-	if err != nil {
-		// ErrFull with reject_new: refused and counted by the spool. The
+	switch {
+	case err == nil:
+	case errors.Is(err, buffer.ErrStalled):
+		// The disk does not take records (full, failing) and the memory
+		// bound is reached: refused, counted and logged once by the spool.
+		// A source that can resend is not acknowledged: its broker keeps
+		// the message and delivers it again after a reconnect. The spool
+		// refuses such records only at twice its bound, which the broker's
+		// in-flight window keeps them from reaching.
+	case errors.Is(err, buffer.ErrFull):
+		// reject_new at max_bytes: refused and counted by the spool. The
 		// source is acknowledged anyway: a broker redelivering what the
 		// policy refuses would only block its in-flight window.
-		if errors.Is(err, buffer.ErrFull) && it.ack != nil {
+		if it.ack != nil {
 			it.ack()
-		} else if !errors.Is(err, buffer.ErrFull) {
-			g.log.Error("spool append failed", "sensor", r.Sensor, "err", err)
 		}
+	default:
+		g.log.Error("spool append failed", "sensor", r.Sensor, "err", err)
 	}
 	for _, a := range transitions {
 		g.route(a)

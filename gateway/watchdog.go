@@ -80,5 +80,9 @@ func (g *Gateway) statusLine() string {
 	if !g.uplink.Connected() {
 		up = "kafka NOT connected"
 	}
-	return fmt.Sprintf("running: %s, spool %d records, %d sensors", up, st.Records, len(g.sensors.Load().order))
+	spool := fmt.Sprintf("spool %d records", st.Records)
+	if st.Memory {
+		spool += " (in memory)"
+	}
+	return fmt.Sprintf("running: %s, %s, %d sensors", up, spool, len(g.sensors.Load().order))
 }

@@ -135,7 +135,7 @@ func (u *Uplink) read(ctx context.Context, after uint64) (recs []reading.Record,
 		if err == nil {
 			recs, err = u.src.ReadBatch(after, max)
 		}
-		if err == nil && len(recs) > 0 && len(recs) < max && u.opts.Linger > 0 {
+		if err == nil && len(recs) > 0 && len(recs) < max && u.opts.Linger > 0 && !u.waited() {
 			if !sleep(ctx, u.clock, u.opts.Linger) {
 				return nil, false
 			}
@@ -161,6 +161,18 @@ func (u *Uplink) read(ctx context.Context, after uint64) (recs []reading.Record,
 		}
 	}
 	return nil, false
+}
+
+// waiter is what a Source may also offer: whether a producer waits for
+// Kafka's acknowledgement of the records it holds (the spool in outage
+// mode holds MQTT QoS 1 messages unacknowledged until Kafka has them, and
+// a broker allows only so many in flight). The uplink then sends what it
+// read at once instead of lingering for a fuller batch.
+type waiter interface{ Waiting() bool }
+
+func (u *Uplink) waited() bool {
+	w, ok := u.src.(waiter)
+	return ok && w.Waiting()
 }
 
 // acker acknowledges to the spool in its own goroutine, so that a bbolt

@@ -57,6 +57,17 @@ type Buffer struct {
 	// and so the window a power loss can take from sources that cannot
 	// resend (GPIO, I2C, serial, MQTT QoS 0). Default 200ms.
 	CommitInterval Duration `yaml:"commit_interval"`
+	// Mode is durable (default: every record is committed to the file) or
+	// outage (records wait in memory while Kafka acknowledges them within
+	// OutageAfter, and are written to the file only while it does not:
+	// far fewer writes to an SD card, a longer loss window on power loss;
+	// see the README).
+	Mode string `yaml:"mode"`
+	// OutageAfter is, in outage mode, how long a record may wait in memory
+	// for Kafka's acknowledgement before the spool writes everything to the
+	// file: the worst case of what a power loss can take from sources that
+	// cannot resend. Default 1s; at least twice uplink.kafka.linger.
+	OutageAfter Duration `yaml:"outage_after"`
 }
 
 // MQTT is the plant-floor broker: MQTT sensors read from it and alerts are

@@ -15,6 +15,8 @@ const (
 	DefaultBufferPath     = "/var/lib/edgegw/buffer.db"
 	DefaultMaxBytes       = Size(1 << 30)
 	DefaultCommitInterval = Duration(200 * time.Millisecond)
+	DefaultBufferMode     = ModeDurable
+	DefaultOutageAfter    = Duration(time.Second)
 	DefaultMQTTURL        = "tcp://127.0.0.1:1883"
 	DefaultKeepAlive      = Duration(30 * time.Second)
 	DefaultReadingsTopic  = "plant.readings"
@@ -32,6 +34,12 @@ const (
 const (
 	DropOldest = "drop_oldest"
 	RejectNew  = "reject_new"
+)
+
+// Buffer modes.
+const (
+	ModeDurable = "durable"
+	ModeOutage  = "outage"
 )
 
 var (
@@ -57,6 +65,12 @@ func (c *Config) applyDefaults() {
 	}
 	if b.CommitInterval == 0 {
 		b.CommitInterval = DefaultCommitInterval
+	}
+	if b.Mode == "" {
+		b.Mode = DefaultBufferMode
+	}
+	if b.OutageAfter == 0 {
+		b.OutageAfter = DefaultOutageAfter
 	}
 	m := &c.MQTT
 	if m.URL == "" {
@@ -131,6 +145,18 @@ func (c *Config) validate() Problems {
 	}
 	if c.Buffer.MaxBytes < 64<<10 {
 		add("buffer.max_bytes", "%s is too small (at least 64KiB)", c.Buffer.MaxBytes)
+	}
+	switch c.Buffer.Mode {
+	case ModeDurable:
+	case ModeOutage:
+		// A record must have time to be lingered over, sent and
+		// acknowledged before the spool gives up on Kafka.
+		min := max(100*time.Millisecond, 2*c.Uplink.Kafka.Linger.D())
+		if d := c.Buffer.OutageAfter.D(); d < min {
+			add("buffer.outage_after", "%s is too short: at least %s (100ms, and twice uplink.kafka.linger)", c.Buffer.OutageAfter, Duration(min))
+		}
+	default:
+		add("buffer.mode", "%q is not durable or outage", c.Buffer.Mode)
 	}
 	ps = append(ps, c.validateMQTT()...)
 	ps = append(ps, c.validateKafka()...)

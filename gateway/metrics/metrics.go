@@ -14,9 +14,16 @@ import (
 const (
 	DropSpoolFullOldest = "spool_full_oldest" // drop_oldest evicted a committed record
 	DropSpoolFullReject = "spool_full_rejected"
-	DropMalformed       = "malformed"     // a payload that did not parse
-	DropUnknownTopic    = "unknown_topic" // an MQTT message no sensor claims
-	DropNotANumber      = "not_a_number"
+	// DropDiskFull: the disk is full (commits fail with ENOSPC, EFBIG or
+	// EDQUOT) and the records waiting in memory reached their bound, so
+	// buffer.when_full dropped the oldest waiting or refused new ones.
+	DropDiskFull = "disk_full"
+	// DropSpoolBacklog: the same for commits that fail otherwise (an I/O
+	// error, a read-only remount) or cannot keep up with the input.
+	DropSpoolBacklog = "spool_backlog"
+	DropMalformed    = "malformed"     // a payload that did not parse
+	DropUnknownTopic = "unknown_topic" // an MQTT message no sensor claims
+	DropNotANumber   = "not_a_number"
 )
 
 // Set holds the metric handles. The zero value is not usable; call New.
@@ -31,6 +38,10 @@ type Set struct {
 	BufferBytes     prometheus.Gauge   // edgegw_buffer_bytes
 	BufferCommits   prometheus.Counter // edgegw_buffer_commits_total
 	BufferCommitDur prometheus.Histogram
+	// BufferMemoryMode is 1 while an outage-mode spool keeps records in
+	// memory (Kafka acknowledges), 0 while it writes them to the file.
+	BufferMemoryMode   prometheus.Gauge       // edgegw_buffer_memory_mode
+	BufferModeSwitches *prometheus.CounterVec // edgegw_buffer_mode_switches_total{to}
 
 	UplinkSent      *prometheus.CounterVec // edgegw_uplink_sent_total{topic}
 	UplinkErrors    prometheus.Counter     // edgegw_uplink_errors_total
@@ -117,6 +128,13 @@ func New() *Set {
 			Name: "edgegw_buffer_commit_seconds", Help: "Duration of a spool group commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		BufferMemoryMode: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegw_buffer_memory_mode",
+			Help: "1 while buffer.mode outage keeps records in memory because Kafka acknowledges them, 0 while records are written to the spool file.",
+		}),
+		BufferModeSwitches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegw_buffer_mode_switches_total", Help: "Outage-mode switches, by the state switched to: memory or disk.",
+		}, []string{"to"}),
 		UplinkSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgegw_uplink_sent_total", Help: "Records acknowledged by Kafka, by topic.",
 		}, []string{"topic"}),
@@ -160,15 +178,17 @@ func New() *Set {
 		prometheus.NewGoCollector(),
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 		s.ReadingsTotal, s.DriverErrors, s.Dropped,
-		s.BufferRecords, s.BufferBytes, s.BufferCommits, s.BufferCommitDur,
+		s.BufferRecords, s.BufferBytes, s.BufferCommits, s.BufferCommitDur, s.BufferMemoryMode, s.BufferModeSwitches,
 		s.UplinkSent, s.UplinkErrors, s.UplinkBatches, s.UplinkConnected, s.UplinkLatency,
 		s.RuleEvals, s.AlertsFiring, s.Transitions, s.HTTPStreams, s.HTTPAuthFailures, s.ClockJumps, s.Redeliveries,
 	)
+	s.BufferModeSwitches.WithLabelValues("memory")
+	s.BufferModeSwitches.WithLabelValues("disk")
 	s.Redeliveries.WithLabelValues("deduplicated")
 	s.Redeliveries.WithLabelValues("stored")
 	// Pre-create the label values operators alert on, so the series exist
 	// (at 0) from the first scrape rather than appearing on the first drop.
-	for _, r := range []string{DropSpoolFullOldest, DropSpoolFullReject, DropMalformed, DropUnknownTopic, DropNotANumber} {
+	for _, r := range []string{DropSpoolFullOldest, DropSpoolFullReject, DropDiskFull, DropSpoolBacklog, DropMalformed, DropUnknownTopic, DropNotANumber} {
 		s.Dropped.WithLabelValues(r)
 	}
 	return s
