@@ -261,6 +261,11 @@ func (s *Spool) due(retryAt time.Time) (b *batch, deadline time.Time, closing bo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	closing = s.closed
+	if len(s.forgets) > 0 {
+		// Written with the next commit; an idle spool need not wake for
+		// them (a stale mark only waits for its id to be reused).
+		s.expireForgetsLocked(s.clock.Now(), closing)
+	}
 	var memDeadline time.Time
 	if s.memOn {
 		switch {

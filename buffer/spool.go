@@ -143,7 +143,8 @@ type Spool struct {
 	changed    chan struct{} // closed and replaced whenever st changes
 
 	// marks are the committed redelivery marks (marks.go); under mu.
-	marks map[uint16]uint64
+	marks   map[uint16]uint64
+	forgets []forget // acknowledged marks waiting for forgetDelay, in order
 
 	// Outage mode (outage.go); under mu.
 	mem          memQueue      // appended in memory state, not yet acknowledged by Kafka

@@ -55,9 +55,12 @@ type Marker interface {
 	// EmitMarked is Emit for the last reading made from a message: the
 	// commit that holds the reading also records m.
 	EmitMarked(ctx context.Context, r reading.Reading, ack func(), m Mark) error
-	// Forget drops the mark with packet id id: the message was
-	// acknowledged, or the id was reused by a new message.
+	// Forget drops the mark with packet id id soon: the message was
+	// acknowledged (the acknowledgement may still be on its way).
 	Forget(id uint16)
+	// Reused drops the mark with packet id id at once: the broker gave
+	// the id to a new message.
+	Reused(id uint16)
 }
 
 // Env is what the gateway gives every driver.

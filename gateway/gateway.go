@@ -387,3 +387,5 @@ func (s sink) Redelivered(m drivers.Mark) bool {
 }
 
 func (s sink) Forget(id uint16) { s.g.spool.Forget(id) }
+
+func (s sink) Reused(id uint16) { s.g.spool.Reused(id) }

@@ -54,7 +54,7 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 		} else {
 			// A broker reuses a packet id only once the message that had
 			// it was acknowledged: a mark left for the id is stale.
-			marker.Forget(mark.ID)
+			marker.Reused(mark.ID)
 		}
 	}
 
