@@ -56,7 +56,7 @@ WEAR ?= 60s
 wear:
 	EDGEGW_WEAR=$(WEAR) $(GO) test -count=1 -timeout 30m -run '^TestWear$$' -v ./buffer
 
-## soak: the kill -9 test with 300 kills (about three minutes)
+## soak: the kill -9 test with 300 kills (about two minutes)
 soak:
 	EDGEGW_KILL9_ITERATIONS=$${EDGEGW_KILL9_ITERATIONS:-300} $(GO) test -count=1 -timeout 30m -run 'TestCrashKill9' ./gateway/cmd/edgegw/
 
