@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -160,28 +158,10 @@ uplink:
 	return path
 }
 
-// logBuf collects a gateway's log.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startLogged is startWith keeping the log (also on stderr with -v).
-func startLogged(t *testing.T, path string, opts gateway.Options) (*running, *logBuf) {
+func startLogged(t *testing.T, path string, opts gateway.Options) (*running, *mqtttest.LogBuffer) {
 	t.Helper()
-	lb := new(logBuf)
+	lb := new(mqtttest.LogBuffer)
 	var w io.Writer = lb
 	if testing.Verbose() {
 		w = io.MultiWriter(lb, os.Stderr)

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -102,24 +101,6 @@ func newPKI(t *testing.T) *pki {
 	return p
 }
 
-// logBuf collects log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // chanSink passes readings to a channel and acknowledges them.
 type chanSink chan reading.Reading
 
@@ -138,7 +119,7 @@ func (s chanSink) Emit(ctx context.Context, r reading.Reading, ack func()) error
 type secureRun struct {
 	d     *Driver
 	m     *metrics.Set
-	log   *logBuf
+	log   *mqtttest.LogBuffer
 	sink  chanSink
 	clock clockwork.Clock // nil: the real one
 }
@@ -147,7 +128,7 @@ type secureRun struct {
 // line/temp.
 func runSecure(t *testing.T, m config.MQTT, clock ...clockwork.Clock) *secureRun {
 	t.Helper()
-	r := &secureRun{m: metrics.New(), log: new(logBuf), sink: make(chanSink, 16)}
+	r := &secureRun{m: metrics.New(), log: new(mqtttest.LogBuffer), sink: make(chanSink, 16)}
 	if len(clock) > 0 {
 		r.clock = clock[0]
 	}
@@ -323,7 +304,7 @@ func TestSecureFilesAtStart(t *testing.T) {
 			tlsCopy := *base.TLS
 			m.TLS = &tlsCopy
 			tc.edit(&m)
-			_, err := newDriver(secureEnv(m, &secureRun{m: metrics.New(), log: new(logBuf)}),
+			_, err := newDriver(secureEnv(m, &secureRun{m: metrics.New(), log: new(mqtttest.LogBuffer)}),
 				[]config.Sensor{{ID: "temp", Driver: Name, Topic: "line/temp"}}, defaultTiming)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %s…", err, tc.want)
