@@ -32,7 +32,7 @@ type clockWatch struct {
 	prevWall     time.Time     // the last tick's wall time
 	prevMono     time.Duration // and its monotonic time since the start
 	unsyncedFrom time.Time     // when the clock was first seen unsynchronised; zero while synced
-	jumps        int
+	wasUnsynced  bool          // at the tick before: a step then is NTP setting the clock
 }
 
 // checkClock runs on every tick: it updates the state readings are marked
@@ -64,17 +64,16 @@ func (g *Gateway) checkClock(now time.Time) {
 	if !w.prevWall.IsZero() {
 		step := wall.Sub(w.prevWall) - (mono - w.prevMono)
 		if step > jumpThreshold || step < -jumpThreshold {
-			w.jumps++
 			g.metrics.ClockJumps.Inc()
 			synced := st == clocksync.Synced
 			g.log.Warn("system clock stepped", "by", step.Round(time.Millisecond), "synchronised", synced)
-			if synced && !g.clockWasUnsynced {
+			if synced && !w.wasUnsynced {
 				g.raise(alertClockJump, "warning", fmt.Sprintf(
 					"The system clock stepped by %s while it was synchronised: readings around %s may carry wrong times",
 					step.Round(time.Second), wall.UTC().Format(time.RFC3339)))
 			}
 		}
 	}
-	g.clockWasUnsynced = st == clocksync.Unsynced
+	w.wasUnsynced = st == clocksync.Unsynced
 	w.prevWall, w.prevMono = wall, mono
 }

@@ -158,6 +158,13 @@ func TestClockJump(t *testing.T) {
 	if got := testutil.ToFloat64(g.metrics.ClockJumps); got != 2 {
 		t.Errorf("%v steps counted, want 2", got)
 	}
+	// It reports an event: acknowledging it resolves it.
+	if err := g.ack(alertClockJump); err != nil {
+		t.Fatal(err)
+	}
+	if hasAlert(g, alertClockJump) {
+		t.Error("edgegw_clock_jump still firing after it was acknowledged")
+	}
 	// Small drift between ticks is no step.
 	tick(10)
 	if got := testutil.ToFloat64(g.metrics.ClockJumps); got != 2 {

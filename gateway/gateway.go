@@ -87,9 +87,8 @@ type Gateway struct {
 
 	own ownAlerts // the gateway's own alerts (own.go)
 	// clockUnsynced: readings are marked (clock.go); written on each tick.
-	clockUnsynced    atomic.Bool
-	clockWatch       clockWatch // pipeline goroutine only
-	clockWasUnsynced bool       // pipeline goroutine only
+	clockUnsynced atomic.Bool
+	clockWatch    clockWatch // pipeline goroutine only
 	// beat is when the pipeline goroutine last went round its loop on a
 	// tick (clock's Unix nanoseconds), read by the watchdog.
 	beat         atomic.Int64
@@ -283,7 +282,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		upWG.Go(func() { fail("alerts", g.alerts.Run(upCtx)) })
 	}
 	if moved := g.spool.Recovered(); moved != "" {
-		g.raise("edgegw_spool_corrupt", "critical", "The buffer file was corrupt and was moved aside to "+moved+"; a fresh one was started")
+		g.raise(alertSpoolCorrupt, "critical", "The buffer file was corrupt and was moved aside to "+moved+"; a fresh one was started")
 	}
 	g.updateAnnunciator() // restored firing alerts light it at once
 	pipeWG.Go(g.pipeline)

@@ -28,6 +28,13 @@ const (
 	alertSpoolFull = "edgegw_spool_full"
 )
 
+// reportsEvent tells the own alerts that report something that happened
+// (a corrupt file found, the clock stepped) rather than a condition that
+// ends by itself: they resolve when an operator acknowledges them.
+func reportsEvent(rule string) bool {
+	return rule == alertSpoolCorrupt || rule == alertClockJump
+}
+
 // uplinkDownAfter is how long Kafka may fail before edgegw_uplink_down
 // fires: a broker's leader election or a short network blip should not
 // light the stack light.
@@ -57,7 +64,7 @@ func (g *Gateway) raise(rule, severity, message string) {
 		return
 	}
 	now := g.clock.Now()
-	a := &ownAlert{severity: severity, message: message, since: now, resolveOnAck: rule == alertSpoolCorrupt}
+	a := &ownAlert{severity: severity, message: message, since: now, resolveOnAck: reportsEvent(rule)}
 	g.own.firing[rule] = a
 	g.own.order = append(g.own.order, rule)
 	g.own.mu.Unlock()
