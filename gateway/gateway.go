@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,6 +184,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.Register(g.probes())
 	if g.http, err = httpapi.Listen(g.httpOptions()); err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	if cfg.HTTP.Pprof {
+		// Sample one contended lock in ten for /debug/pprof/mutex: cheap,
+		// and what shows contention between ingest and drain.
+		runtime.SetMutexProfileFraction(10)
+		g.log.Warn("http.pprof is on: Go profiles are served at /debug/pprof/ to loopback clients and to the acknowledgement token", "listen", g.http.Addr())
 	}
 	ok = true
 	g.ready.Store(true)

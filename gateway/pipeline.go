@@ -182,6 +182,7 @@ func (g *Gateway) httpOptions() httpapi.Options {
 		AckToken:     g.ackToken,
 		Ack:          g.ack,
 		Health:       g.health,
+		Pprof:        g.cfg.HTTP.Pprof,
 	}
 }
 

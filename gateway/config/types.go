@@ -46,6 +46,10 @@ type Gateway struct {
 // HTTP is the dashboard, API and metrics server.
 type HTTP struct {
 	Listen string `yaml:"listen"` // default "127.0.0.1:8080"; "" after defaults never happens
+	// Pprof serves Go's profiles under /debug/pprof/ for diagnosis in the
+	// field. Off by default; when on, only loopback clients and clients
+	// presenting the acknowledgement token get them.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Buffer is the bbolt store-and-forward spool.

@@ -34,22 +34,7 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "acknowledgement disabled", http.StatusForbidden)
 		return
 	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	if s.fails.blocked(host, s.opts.Clock()) {
-		w.Header().Set("Retry-After", "60")
-		http.Error(w, "too many wrong tokens; wait a minute", http.StatusTooManyRequests)
-		return
-	}
-	if !s.authorized(r) {
-		n := s.fails.add(host, s.opts.Clock())
-		if s.opts.AuthFailures != nil {
-			s.opts.AuthFailures.Inc()
-		}
-		if n == 1 || n == maxFails {
-			s.logger().Warn("acknowledgement with a missing or wrong token", "remote", host, "failures_this_minute", n)
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="edgegw"`)
-		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+	if !s.bearer(w, r, "acknowledgement") {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxAckBody)
@@ -71,6 +56,31 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		s.logger().Warn("alert acknowledgement failed", "rule", rule, "err", err)
 		http.Error(w, "acknowledgement failed", http.StatusInternalServerError)
 	}
+}
+
+// bearer checks r's bearer token against the acknowledgement token,
+// answering 429 to a client with too many wrong tokens this minute and 401
+// to a wrong one (counted and logged under what, the route's purpose).
+func (s *Server) bearer(w http.ResponseWriter, r *http.Request, what string) bool {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if s.fails.blocked(host, s.opts.Clock()) {
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "too many wrong tokens; wait a minute", http.StatusTooManyRequests)
+		return false
+	}
+	if !s.authorized(r) {
+		n := s.fails.add(host, s.opts.Clock())
+		if s.opts.AuthFailures != nil {
+			s.opts.AuthFailures.Inc()
+		}
+		if n == 1 || n == maxFails {
+			s.logger().Warn(what+" with a missing or wrong token", "remote", host, "failures_this_minute", n)
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="edgegw"`)
+		http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+		return false
+	}
+	return true
 }
 
 // maxFails wrong tokens from one address within failWindow make it wait

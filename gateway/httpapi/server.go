@@ -128,6 +128,8 @@ type Options struct {
 	// AuthFailures, if set, counts acknowledgements refused for a missing
 	// or wrong token.
 	AuthFailures prometheus.Counter
+	// Pprof mounts Go's profiles at /debug/pprof/ (pprof.go).
+	Pprof bool
 }
 
 // Server is the HTTP server.
@@ -256,6 +258,9 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, s.opts.Health())
 	})
 	mux.HandleFunc("GET /events", s.events)
+	if s.opts.Pprof {
+		s.mountPprof(mux)
+	}
 	if s.opts.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	}
