@@ -92,7 +92,7 @@ func TestProblems(t *testing.T) {
 		{"unknown sensor key", base + "sensors:\n  - {id: a, driver: mqtt, topc: x}\n",
 			[]string{`gw.yaml:6: sensors[0].topc: unknown key (did you mean "topic"?)`}},
 		{"unknown key far from any", base + "http: {listen: \"127.0.0.1:1\", colour: red}\n",
-			[]string{`gw.yaml:5: http.colour: unknown key (known: listen)`}},
+			[]string{`gw.yaml:5: http.colour: unknown key (known: listen, pprof)`}},
 		{"bad sensor id", base + "sensors:\n  - {id: Press-Temp, driver: mqtt}\n",
 			[]string{`gw.yaml:6: sensors[0].id: "Press-Temp" must match [a-z][a-z0-9_]* so that rules can name it`}},
 		{"duplicate sensor id", base + "sensors:\n  - {id: a, driver: mqtt}\n  - {id: a, driver: mqtt}\n",
