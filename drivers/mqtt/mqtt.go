@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -199,6 +200,9 @@ func (d *Driver) clientOptions() (*paho.ClientOptions, error) {
 		SetWriteTimeout(10 * time.Second)
 	if err := Secure(o, m); err != nil { // login and TLS (tls.go)
 		return nil, err
+	}
+	if u, err := url.Parse(d.url); err == nil && bufferedSchemes(u) {
+		o.SetCustomOpenConnectionFn(openConn(d.timing.connectTimeout)) // conn.go
 	}
 	return o, nil
 }
