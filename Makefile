@@ -9,7 +9,7 @@ COMMIT  := $(COMMIT)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS    := ./...
 
-.PHONY: all build devstack run test lint vet fmt-check unit bench wear soak check-configs tail cross deb clean
+.PHONY: all build devstack run test lint vet fmt-check unit bench bench-parts bench-e2e wear soak check-configs tail cross deb clean
 
 all: build
 
@@ -43,12 +43,32 @@ unit:
 check-configs: build
 	@scripts/check-configs
 
-## bench: the Go benchmarks of the hot paths, then end to end, then the
-## spool's SD card wear (see BENCHMARKS.md)
-bench:
+## bench: the Go benchmarks of the parts, the built gateway end to end at
+## rising rates (bench-e2e), then the spool's SD card wear (see BENCHMARKS.md)
+bench: bench-parts bench-e2e wear
+
+## bench-parts: the Go benchmarks of the hot paths (spool, rules, uplink,
+## JSON, MQTT) and the in-process end-to-end ones
+bench-parts:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./gateway/reading ./buffer ./uplink ./rules ./drivers/...
 	$(GO) test -run '^$$' -bench 'Ceiling|EndToEnd' -benchtime 30000x -count 3 ./gateway
-	$(MAKE) wear
+
+## bench-e2e: bin/edgegw in its own process, MQTT (embedded mochi-mqtt, then
+## Debian's mosquitto with its stock limits when installed) → rules → spool →
+## Kafka (kfake), 1,000 sensors and 200 rules, at rising rates until it stops
+## keeping up; then a steady 10,000 readings/s at QoS 1 through mosquitto that
+## must lose nothing. STEP is how long each rate is held.
+STEP ?= 10s
+RATES ?= 5000,10000,15000,20000,25000,30000,40000,50000,60000,80000,100000
+bench-e2e: build
+	$(GO) build -o bin/edgegw-bench ./gateway/cmd/edgegw-bench
+	bin/edgegw-bench -broker mochi -qos 0 -step $(STEP) -rates $(RATES)
+	bin/edgegw-bench -broker mochi -qos 1 -step $(STEP) -rates $(RATES)
+	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then \
+		bin/edgegw-bench -broker mosquitto -qos 0 -step $(STEP) -rates $(RATES) && \
+		bin/edgegw-bench -broker mosquitto -qos 1 -step $(STEP) -rates $(RATES) && \
+		bin/edgegw-bench -broker mosquitto -qos 1 -step 30s -rates 10000 -ceiling 0 -require-rate 10000; \
+	else echo "bench-e2e: mosquitto not installed (apt-get install mosquitto): its runs skipped"; fi
 
 ## wear: bytes the spool writes per hour at 1,000 readings/s, durable and
 ## outage mode, Kafka up and down (WEAR=60s per scenario; about 7 minutes)

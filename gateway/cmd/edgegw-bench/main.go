@@ -1,0 +1,357 @@
+// Command edgegw-bench measures the built gateway end to end: MQTT → rules
+// → spool → Kafka, with the gateway in its own process (so that its CPU time
+// and resident memory are its own), an MQTT broker (mochi-mqtt in this
+// process, or Debian's mosquitto with its stock limits) and Kafka (franz-go's
+// kfake in this process) on loopback.
+//
+// It first measures the broker's own ceiling (one paho publisher flat out to
+// one paho subscriber that only counts), then publishes to the gateway at
+// rising steady rates until a step does not keep up. For each step it
+// reports the readings/s that reached Kafka, what was lost or duplicated,
+// p50/p99/max from the publisher's call to the record's arrival in Kafka,
+// p50/p99 from publishing a value that crosses a rule's threshold to the
+// alert's arrival on MQTT, the gateway's CPU seconds per million readings
+// and its peak resident memory.
+//
+//	go build -o bin/edgegw ./gateway/cmd/edgegw
+//	go run ./gateway/cmd/edgegw-bench -broker mosquitto -qos 1 -rates 5000,10000,20000,40000
+//
+// The exit status is 1 when -require-rate is set and a step at or below it
+// lost readings or did not keep up: `-rates 10000 -require-rate 10000` is
+// the check that a steady 10,000 readings/s at QoS 1 loses nothing.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+type options struct {
+	gateway     string
+	broker      string
+	qos         int
+	rates       []int
+	step        time.Duration
+	sensors     int
+	rules       int
+	ceilingN    int
+	requireRate int
+	keep        bool
+	profile     string
+	gwEnv       []string
+}
+
+func main() {
+	var o options
+	var rates, env string
+	flag.StringVar(&o.gateway, "gateway", "bin/edgegw", "the gateway binary")
+	flag.StringVar(&o.broker, "broker", "mochi", "mochi (embedded) or mosquitto (Debian's, stock limits)")
+	flag.IntVar(&o.qos, "qos", 1, "MQTT QoS of the readings and of the gateway's subscription")
+	flag.StringVar(&rates, "rates", "5000,10000,20000,30000,40000,50000,60000,80000,100000", "steady rates to try, readings/s, rising")
+	flag.DurationVar(&o.step, "step", 10*time.Second, "how long each rate is held")
+	flag.IntVar(&o.sensors, "sensors", 1000, "MQTT sensors, one topic each")
+	flag.IntVar(&o.rules, "rules", 200, "rules over those sensors (one of them the alert probe)")
+	flag.IntVar(&o.ceilingN, "ceiling", 200000, "messages for the broker's own ceiling (0: skip it)")
+	flag.IntVar(&o.requireRate, "require-rate", 0, "exit 1 if a step at or below this rate loses readings or does not keep up")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, gateway log)")
+	flag.StringVar(&o.profile, "profile", "", "turn http.pprof on and write the gateway's CPU profile (the middle half of each step) and heap profile to this directory")
+	flag.StringVar(&env, "gateway-env", "", "extra environment for the gateway, comma separated (GOGC=200,...)")
+	flag.Parse()
+	for _, f := range strings.Split(rates, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r <= 0 {
+			fatalf("-rates: %q is not a rate", f)
+		}
+		o.rates = append(o.rates, r)
+	}
+	if env != "" {
+		o.gwEnv = strings.Split(env, ",")
+	}
+	if o.qos != 0 && o.qos != 1 {
+		fatalf("-qos: 0 or 1")
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "edgegw-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "edgegw-bench: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+func run(o options) error {
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	dir, err := os.MkdirTemp("", "edgegw-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(os.Stderr, "work directory:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	brokerURL, brokerPID, stopBroker, err := startBroker(o.broker, dir)
+	if err != nil {
+		return err
+	}
+	defer stopBroker()
+
+	fmt.Printf("edgegw-bench: broker %s, QoS %d, %d sensors, %d rules, steps of %v; %s\n\n",
+		o.broker, o.qos, o.sensors, o.rules, o.step, time.Now().UTC().Format(time.RFC3339))
+	var ceiling float64
+	if o.ceilingN > 0 {
+		if ceiling, err = brokerCeiling(brokerURL, byte(o.qos), o.ceilingN); err != nil {
+			return err
+		}
+		fmt.Printf("broker ceiling (one publisher → one subscriber, %d messages): %.0f msgs/s\n\n", o.ceilingN, ceiling)
+	}
+
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "plant.readings", "plant.alerts", "plant.events"))
+	if err != nil {
+		return err
+	}
+	defer kafka.Close()
+	gw, err := startGateway(o, dir, brokerURL, kafka.ListenAddrs()[0])
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+
+	b, err := newBench(o, brokerURL, kafka.ListenAddrs()[0], gw)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	if err := b.warmUp(); err != nil {
+		return fmt.Errorf("warm-up: %w (gateway log: %s)", err, gw.logPath)
+	}
+
+	fmt.Println("| offered/s | reached Kafka/s | vs ceiling | lost | dup | reading→Kafka p50 / p99 / max | reading→alert p50 / p99 (n) | gateway CPU s per 1M | peak RSS | spool commits (mean) | kept up |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	failed := false
+	best := 0.0
+	for _, rate := range o.rates {
+		s := b.step(rate)
+		vs := "—"
+		if ceiling > 0 {
+			vs = fmt.Sprintf("%.0f %%", 100*s.throughput/ceiling)
+		}
+		fmt.Printf("| %d | %.0f | %s | %d | %d | %s / %s / %s | %s / %s (%d) | %.1f | %.1f MB | %.0f (%s) | %s |\n",
+			rate, s.throughput, vs, s.lost, s.dups,
+			ms(s.lat.q(0.5)), ms(s.lat.q(0.99)), ms(s.lat.q(1)),
+			ms(s.alertLat.q(0.5)), ms(s.alertLat.q(0.99)), len(s.alertLat),
+			s.cpuPerMillion, float64(s.peakRSS)/(1<<20), s.commits, ms(s.commitMean), yes(s.keptUp))
+		if s.keptUp && s.throughput > best {
+			best = s.throughput
+		}
+		if o.requireRate > 0 && rate <= o.requireRate && (!s.keptUp || s.lost > 0) {
+			failed = true
+		}
+		if !s.keptUp {
+			break
+		}
+	}
+	hwm, _ := procStatus(gw.cmd.Process.Pid, "VmHWM:")
+	anon, _ := procStatus(gw.cmd.Process.Pid, "RssAnon:")
+	file, _ := procStatus(gw.cmd.Process.Pid, "RssFile:")
+	fmt.Printf("\nsustained: %.0f readings/s", best)
+	if ceiling > 0 {
+		fmt.Printf(" = %.0f %% of the broker's ceiling", 100*best/ceiling)
+	}
+	fmt.Printf("; gateway peak RSS over the run (VmHWM) %.1f MB, at the end %.1f MB anonymous + %.1f MB files (the spool's map, the binary)",
+		float64(hwm)/(1<<20), float64(anon)/(1<<20), float64(file)/(1<<20))
+	if brokerPID > 0 {
+		fmt.Printf("; mosquitto pid %d", brokerPID)
+	}
+	fmt.Println()
+	if gw.exited() {
+		return fmt.Errorf("the gateway exited during the run (log: %s)", gw.logPath)
+	}
+	if failed {
+		return fmt.Errorf("a step at or below %d readings/s lost readings or did not keep up", o.requireRate)
+	}
+	return nil
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "—"
+	}
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+// durations are latency samples.
+type durations []time.Duration
+
+// q is the q-quantile (nearest rank), -1 without samples.
+func (d durations) q(q float64) time.Duration {
+	if len(d) == 0 {
+		return -1
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// startBroker starts the MQTT broker and returns its URL and, for
+// mosquitto, its pid.
+func startBroker(kind, dir string) (url string, pid int, stop func(), err error) {
+	port, err := freePort()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	switch kind {
+	case "mochi":
+		srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+			return "", 0, nil, err
+		}
+		if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "bench", Address: addr})); err != nil {
+			return "", 0, nil, err
+		}
+		if err := srv.Serve(); err != nil {
+			return "", 0, nil, err
+		}
+		// mochi's Close can deadlock (its nested read lock); the process
+		// ends right after, so it is not called.
+		return "tcp://" + addr, 0, func() {}, nil
+	case "mosquitto":
+		conf := filepath.Join(dir, "mosquitto.conf")
+		// Stock limits: max_inflight_messages 20, max_queued_messages 1000.
+		body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file %s\n", port, filepath.Join(dir, "mosquitto.log"))
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			return "", 0, nil, err
+		}
+		bin, err := exec.LookPath("mosquitto")
+		if err != nil {
+			for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
+				if _, serr := os.Stat(p); serr == nil {
+					bin, err = p, nil
+				}
+			}
+			if err != nil {
+				return "", 0, nil, fmt.Errorf("mosquitto not found (Debian package mosquitto)")
+			}
+		}
+		cmd := exec.Command(bin, "-c", conf)
+		if err := cmd.Start(); err != nil {
+			return "", 0, nil, err
+		}
+		if err := waitPort(addr, 5*time.Second); err != nil {
+			_ = cmd.Process.Kill()
+			return "", 0, nil, fmt.Errorf("mosquitto: %w", err)
+		}
+		return "tcp://" + addr, cmd.Process.Pid, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
+	}
+	return "", 0, nil, fmt.Errorf("-broker: mochi or mosquitto, not %q", kind)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitPort(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening after %v", addr, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func connect(url, id string, clean bool) (paho.Client, error) {
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(id).
+		SetCleanSession(clean).SetOrderMatters(false).SetAutoReconnect(false))
+	tok := c.Connect()
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("mqtt %s as %s: %v", url, id, tok.Error())
+	}
+	return c, nil
+}
+
+// brokerCeiling is one publisher flat out to one subscriber that counts:
+// the broker's own ceiling, the reference the end-to-end figures are
+// compared with.
+func brokerCeiling(url string, qos byte, n int) (float64, error) {
+	var got atomic.Int64
+	done := make(chan time.Time, 1)
+	sub, err := connect(url, "bench-ceiling-sub", true)
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Disconnect(100)
+	if tok := sub.Subscribe("ceiling/#", qos, func(paho.Client, paho.Message) {
+		if got.Add(1) == int64(n) {
+			done <- time.Now()
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return 0, fmt.Errorf("subscribe: %v", tok.Error())
+	}
+	pub, err := connect(url, "bench-ceiling-pub", true)
+	if err != nil {
+		return 0, err
+	}
+	defer pub.Disconnect(100)
+	start := time.Now()
+	toks := make([]paho.Token, 0, 1024)
+	payload := []byte("12345.5")
+	for i := range n {
+		toks = append(toks, pub.Publish("ceiling/s"+strconv.Itoa(i%1000), qos, false, payload))
+		if len(toks) == cap(toks) {
+			for _, t := range toks {
+				t.Wait()
+			}
+			toks = toks[:0]
+		}
+	}
+	for _, t := range toks {
+		t.Wait()
+	}
+	select {
+	case end := <-done:
+		return float64(n) / end.Sub(start).Seconds(), nil
+	case <-time.After(10 * time.Second):
+		return 0, fmt.Errorf("broker ceiling: the subscriber got %d of %d", got.Load(), n)
+	}
+}
