@@ -132,6 +132,9 @@ func New(opts Options, src Source) (*Uplink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
+	if comp == kafka.Zstd {
+		useZstdCodec() // zstd.go
+	}
 	def := func(s *string, v string) {
 		if *s == "" {
 			*s = v
