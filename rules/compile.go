@@ -185,7 +185,7 @@ func (t *sensorTable) compile(src string) (*condition, []string) {
 	for _, q := range a.queries {
 		i := h.queryIndex(q)
 		opts = append(opts, expr.Function(queryFunc(q, i),
-			func(...any) (any, error) { return h.eval(q), nil },
+			func(...any) (any, error) { return h.evalQuery(i), nil },
 			new(func() float64)))
 	}
 	cond.program, err = expr.Compile(src, opts...)
