@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -56,5 +57,28 @@ func TestSensorPatcher(t *testing.T) {
 				t.Fatalf("%s with press_temp %v, oil_temp %v: %v, want %v", src, p, o, got, want)
 			}
 		}
+	}
+}
+
+// TestBox checks that interned boxes hold exactly the value asked, signed
+// zeros apart, and are reused.
+func TestBox(t *testing.T) {
+	e, _ := newEngine(t)
+	rng := rand.New(rand.NewPCG(8, 9))
+	for range 100000 {
+		v := float64(rng.IntN(1000)) / 8
+		switch rng.IntN(10) {
+		case 0:
+			v = math.Copysign(0, -1)
+		case 1:
+			v = rng.NormFloat64()
+		}
+		b := e.box(v)
+		if f, ok := b.(float64); !ok || math.Float64bits(f) != math.Float64bits(v) {
+			t.Fatalf("box(%v) = %v", v, b)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { e.box(42); e.box(0.5) }); n != 0 {
+		t.Errorf("boxing recent values allocates %v times", n)
 	}
 }
