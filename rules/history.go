@@ -43,6 +43,8 @@ import (
 // visitor (expr.Patch) then replaces each call by a call without
 // arguments to a function registered for that one query, which reads the
 // engine's history directly. No string is parsed at evaluation time.
+// Windowed functions keep running state per query and slide it with the
+// window rather than going through all its points (see window.go).
 
 // MaxHistoryPoints caps each sensor's ring buffer. A window holding more
 // readings than this (a 10 Hz sensor over more than 16 minutes) is
@@ -284,7 +286,8 @@ func (h *history) evalQuery(i int) any {
 	return b.v
 }
 
-// box is a query's latest result as an interface value.
+// box is a float64 as an interface value (a query's latest result, a
+// recent reading value), with its bits to tell whether it can be reused.
 type box struct {
 	v    any
 	bits uint64
