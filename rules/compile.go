@@ -35,6 +35,10 @@ type condition struct {
 	// only through history functions): without a value for each, it is
 	// false.
 	needs []int
+	// env: the program reads sensor values from the environment map
+	// (an identifier the sensor patcher left alone) rather than only
+	// through sensor functions.
+	env bool
 }
 
 // names are the sensors c names; none for a nil c (no clear:).
@@ -58,6 +62,10 @@ type sensorTable struct {
 	// hist is what the history functions of every compiled expression
 	// read; the engine built from this table feeds it.
 	hist *history
+	// vals are the sensors' latest values, boxed once per reading, which
+	// compiled expressions read through sensor functions (see
+	// sensorPatcher); the engine built from this table writes them.
+	vals []any
 }
 
 func newSensorTable(c *config.Config) *sensorTable {
@@ -69,6 +77,7 @@ func newSensorTable(c *config.Config) *sensorTable {
 		t.index[s.ID] = len(t.ids)
 		t.ids = append(t.ids, s.ID)
 		t.env[s.ID] = 0.0
+		t.vals = append(t.vals, 0.0)
 	}
 	return t
 }
@@ -179,19 +188,30 @@ func (t *sensorTable) compile(src string) (*condition, []string) {
 		// now() reads the wall clock; rules see time only through the `now`
 		// their caller passes, so that `for:` and tests agree.
 		expr.DisableBuiltin("now"),
+		// History calls first, so that their sensor arguments are gone
+		// when the sensor patcher walks the tree (expr runs patchers one
+		// after the other, each over the whole tree).
 		expr.Patch(historyPatcher{t}),
+		expr.Patch(sensorPatcher{t: t, at: a.plainAt}),
+	}
+	for _, i := range cond.needs {
+		vals := t.vals
+		opts = append(opts, expr.Function(sensorFunc(i),
+			func(...any) (any, error) { return vals[i], nil },
+			new(func() float64)))
 	}
 	h := t.hist
 	for _, q := range a.queries {
 		i := h.queryIndex(q)
 		opts = append(opts, expr.Function(queryFunc(q, i),
-			func(...any) (any, error) { return h.eval(q), nil },
+			func(...any) (any, error) { return h.evalQuery(i), nil },
 			new(func() float64)))
 	}
 	cond.program, err = expr.Compile(src, opts...)
 	if err != nil {
 		return nil, []string{firstLine(err.Error())}
 	}
+	cond.env = slices.ContainsFunc(cond.program.Bytecode, func(op vm.Opcode) bool { return op == vm.OpLoadFast || op == vm.OpLoadEnv })
 	return cond, nil
 }
 
@@ -201,7 +221,9 @@ type analysis struct {
 	// function, not a `let` variable), distinct, in source order.
 	names []string
 	// plain holds the names used as values outside history functions.
-	plain   map[string]bool
+	plain map[string]bool
+	// plainAt are those uses: source offset of the identifier to name.
+	plainAt map[int]string
 	queries []query  // of the history calls, valid ones
 	msgs    []string // what is wrong with the history calls
 }
@@ -212,7 +234,7 @@ func (t *sensorTable) analyse(tree *parser.Tree) analysis {
 	byPos := func(a, b ast.Node) int { return a.Location().From - b.Location().From }
 	slices.SortStableFunc(v.idents, func(a, b *ast.IdentifierNode) int { return byPos(a, b) })
 	slices.SortStableFunc(v.calls, byPos)
-	an := analysis{plain: map[string]bool{}}
+	an := analysis{plain: map[string]bool{}, plainAt: map[int]string{}}
 	for _, call := range v.calls {
 		q, isHistory, msg := t.historyCall(call, v.locals)
 		if !isHistory {
@@ -236,6 +258,7 @@ func (t *sensorTable) analyse(tree *parser.Tree) analysis {
 		}
 		if !v.historyArgs[id] {
 			an.plain[id.Value] = true
+			an.plainAt[id.Location().From] = id.Value
 		}
 		if !slices.Contains(an.names, id.Value) {
 			an.names = append(an.names, id.Value)
@@ -266,6 +289,34 @@ func (v *nameCollector) Visit(node *ast.Node) {
 	case *ast.VariableDeclaratorNode:
 		v.locals[n.Name] = true
 	}
+}
+
+// sensorFunc is the name of the function a sensor read as a value
+// becomes: like queryFunc, no identifier an expression could write.
+func sensorFunc(i int) string { return fmt.Sprintf("value#%d", i) }
+
+// sensorPatcher replaces each identifier that reads a sensor's value (at
+// is where they are, as analyse found them: not a callee, not a `let`
+// name, not a history function's argument) by a call of that sensor's
+// function, which returns the table's boxed value: a slice index instead
+// of a map lookup by name per read, and a reading then costs no map
+// write. Anything it leaves alone still reads the environment map
+// (condition.env), which the engine then keeps up to date as well.
+type sensorPatcher struct {
+	t  *sensorTable
+	at map[int]string
+}
+
+func (p sensorPatcher) Visit(node *ast.Node) {
+	id, ok := (*node).(*ast.IdentifierNode)
+	if !ok || p.at[id.Location().From] != id.Value {
+		return
+	}
+	i, ok := p.t.index[id.Value]
+	if !ok {
+		return
+	}
+	ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: sensorFunc(i)}})
 }
 
 // firstLine keeps expr's and text/template's message and position but drops

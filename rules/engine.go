@@ -108,10 +108,18 @@ type Engine struct {
 	mu     sync.Mutex
 	values []float64 // per sensor index
 	has    []bool    // per sensor index: a value has been seen
-	// env is what expressions read. A map[string]any takes expr's fastest
-	// path (one map lookup per name, no reflection); it holds the same
-	// values as `values`, which the engine itself reads.
-	env     map[string]any
+	// env is the environment expressions run with. They read sensors
+	// through functions (sensorPatcher) from sensors.vals, boxed once per
+	// reading; only if some compiled expression still reads a sensor by
+	// name (useEnv) does env hold the values too (a map[string]any is
+	// expr's fastest path for names: one lookup, no reflection). Both
+	// hold the same values as `values`, which the engine itself reads.
+	env    map[string]any
+	useEnv bool
+	// boxes interns boxed reading values, so that a value seen recently
+	// (a steady or quantised signal: a 0/1 running signal, a counter, a
+	// scaled int16 register) is not boxed, allocated, again.
+	boxes   [256]box
 	vm      vm.VM // reused so an evaluation allocates no VM stack
 	lastNow time.Time
 	// hist is the sensors' reading times and windows, read by the
@@ -168,7 +176,11 @@ func New(c *config.Config, m *metrics.Set, start time.Time) (*Engine, error) {
 			e.byReason[m.reason] = append(e.byReason[m.reason], mi)
 		}
 	}
+	for _, m := range machines {
+		e.useEnv = e.useEnv || m.cond.env
+	}
 	for ri, r := range rules {
+		e.useEnv = e.useEnv || r.cond.env || r.clear != nil && r.clear.env
 		for _, c := range []*condition{r.cond, r.clear} {
 			for _, s := range c.names() {
 				if !slices.Contains(e.bySensor[s], ri) {
@@ -197,7 +209,10 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 	e.hist.record(i, r.Value, now)
 	e.values[i] = r.Value
 	e.has[i] = true
-	e.env[e.sensors.ids[i]] = r.Value
+	e.sensors.vals[i] = e.box(r.Value)
+	if e.useEnv {
+		e.env[e.sensors.ids[i]] = e.sensors.vals[i]
+	}
 	var out []reading.Alert
 	for _, ri := range e.bySensor[i] {
 		out = e.eval(e.rules[ri], now, out)
@@ -212,6 +227,16 @@ func (e *Engine) Observe(r reading.Reading, now time.Time) []reading.Alert {
 	// and shared with the /metrics scrape.
 	e.evals.Add(float64(len(e.bySensor[i])))
 	return out
+}
+
+// box returns v as an interface value, from e.boxes if it is there.
+func (e *Engine) box(v float64) any {
+	bits := math.Float64bits(v)
+	b := &e.boxes[(bits*0x9e3779b97f4a7c15)>>56]
+	if b.v == nil || b.bits != bits {
+		b.v, b.bits = v, bits
+	}
+	return b.v
 }
 
 // Tick evaluates every rule at now, so that `for:`, `keep_firing_for:`,

@@ -43,6 +43,8 @@ import (
 // visitor (expr.Patch) then replaces each call by a call without
 // arguments to a function registered for that one query, which reads the
 // engine's history directly. No string is parsed at evaluation time.
+// Windowed functions keep running state per query and slide it with the
+// window rather than going through all its points (see window.go).
 
 // MaxHistoryPoints caps each sensor's ring buffer. A window holding more
 // readings than this (a 10 Hz sensor over more than 16 minutes) is
@@ -192,6 +194,10 @@ type history struct {
 
 	queries []query
 	qindex  map[query]int
+	// aggs are per query (index as in queries) the running state of a
+	// windowed one, nil for age; boxes its latest result.
+	aggs  []*agg
+	boxes []box
 }
 
 func newHistory() *history { return &history{qindex: map[query]int{}} }
@@ -224,6 +230,15 @@ func (h *history) size(n int, interval func(int) time.Duration, maxPoints int) {
 		}
 		r.first = min(max(r.first, 4), r.max)
 	}
+	h.aggs = make([]*agg, len(h.queries))
+	h.boxes = make([]box, len(h.queries))
+	for i, q := range h.queries {
+		if q.window != 0 {
+			r := h.rings[q.sensor]
+			h.aggs[i] = newAgg(q, r)
+			r.aggs = append(r.aggs, h.aggs[i])
+		}
+	}
 }
 
 // record notes a good reading of sensor s at now.
@@ -235,24 +250,77 @@ func (h *history) record(s int, v float64, now time.Time) {
 }
 
 // eval answers q at h.now; NaN (and h.missing set) if there is no data.
+// A windowed query compiled into some rule is answered by its agg; any
+// other (tests ask some) by a scan of the window.
 func (h *history) eval(q query) float64 {
+	if i, ok := h.qindex[q]; ok && i < len(h.aggs) && h.aggs[i] != nil {
+		return h.evalAgg(h.aggs[i])
+	}
 	if q.kind == qAge {
-		since := h.seen[q.sensor]
-		if since.IsZero() {
-			since = h.start
-		}
-		return max(h.now.Sub(since).Seconds(), 0)
+		return h.age(q.sensor)
 	}
 	now := h.now.UnixNano()
 	r := h.rings[q.sensor]
 	lo, hi := r.span(now-int64(q.window), now)
-	n := hi - lo
-	if n == 0 || n < 2 && (q.kind == qRate || q.kind == qDelta) {
+	v, missing := scan(q.kind, r, lo, hi)
+	if missing {
 		h.missing = true
-		return math.NaN()
+	}
+	return v
+}
+
+// evalQuery answers query i of h.queries as an expression sees it: boxed,
+// reusing the previous box when the value is the same (bit for bit), so
+// that a window that has not moved costs no allocation.
+func (h *history) evalQuery(i int) any {
+	var v float64
+	if a := h.aggs[i]; a != nil {
+		v = h.evalAgg(a)
+	} else {
+		v = h.age(h.queries[i].sensor)
+	}
+	b := &h.boxes[i]
+	if bits := math.Float64bits(v); b.v == nil || bits != b.bits {
+		b.v, b.bits = v, bits
+	}
+	return b.v
+}
+
+// box is a float64 as an interface value (a query's latest result, a
+// recent reading value), with its bits to tell whether it can be reused.
+type box struct {
+	v    any
+	bits uint64
+}
+
+func (h *history) evalAgg(a *agg) float64 {
+	a.slide(h.now.UnixNano())
+	v, missing := a.result()
+	if missing {
+		h.missing = true
+	}
+	return v
+}
+
+// age is age(sensor s) at h.now.
+func (h *history) age(s int) float64 {
+	since := h.seen[s]
+	if since.IsZero() {
+		since = h.start
+	}
+	return max(h.now.Sub(since).Seconds(), 0)
+}
+
+// scan answers a windowed query of kind k over the points [lo, hi) of r
+// by going through all of them; missing when there is no data. It is
+// what every evaluation did before aggs, their reference in tests.
+func scan(k queryKind, r *ring, lo, hi int) (v float64, missing bool) {
+	n := hi - lo
+	if n == 0 || n < 2 && (k == qRate || k == qDelta) {
+		return math.NaN(), true
 	}
 	t1, v1, t2, v2 := r.slices(lo, hi)
-	switch q.kind {
+	switch k {
 	case qAvg:
 		sum := 0.0
 		for _, v := range v1 {
@@ -261,7 +329,7 @@ func (h *history) eval(q query) float64 {
 		for _, v := range v2 {
 			sum += v
 		}
-		return sum / float64(n)
+		return sum / float64(n), false
 	case qMin:
 		m := math.Inf(1)
 		for _, v := range v1 {
@@ -270,7 +338,7 @@ func (h *history) eval(q query) float64 {
 		for _, v := range v2 {
 			m = min(m, v)
 		}
-		return m
+		return m, false
 	case qMax:
 		m := math.Inf(-1)
 		for _, v := range v1 {
@@ -279,9 +347,9 @@ func (h *history) eval(q query) float64 {
 		for _, v := range v2 {
 			m = max(m, v)
 		}
-		return m
+		return m, false
 	case qDelta:
-		return last(v1, v2) - v1[0]
+		return last(v1, v2) - v1[0], false
 	case qChanges:
 		c, prev := 0, v1[0]
 		for _, v := range v1[1:] {
@@ -296,14 +364,13 @@ func (h *history) eval(q query) float64 {
 			}
 			prev = v
 		}
-		return float64(c)
+		return float64(c), false
 	case qRate:
 		secs := float64(last(t1, t2)-t1[0]) / 1e9
 		if secs <= 0 {
-			h.missing = true
-			return math.NaN()
+			return math.NaN(), true
 		}
-		return increase(v1, v2) / secs
+		return increase(v1, v2) / secs, false
 	}
 	panic("rules: unknown query kind") // unreachable: kinds come from queryKinds
 }
@@ -341,6 +408,11 @@ type ring struct {
 	vs   []float64
 	head int // index of the oldest point
 	n    int // points held
+	// base is the sequence number of the oldest point: every point added
+	// takes the next number, by which aggs refer to it.
+	base uint64
+	// aggs are told of each point before it is evicted.
+	aggs []*agg
 	// keep is the largest window over this sensor: a point that old
 	// relative to the newest can be in no window any more.
 	keep  int64
@@ -364,15 +436,13 @@ func (r *ring) add(t int64, v float64) {
 		t = max(t, r.ts[r.idx(r.n-1)])
 	}
 	for r.n > 0 && r.ts[r.head] <= t-r.keep {
-		r.head = r.idx(1)
-		r.n--
+		r.evict()
 	}
 	if r.n == len(r.ts) {
 		if len(r.ts) < r.max {
 			r.grow()
 		} else {
-			r.head = r.idx(1)
-			r.n--
+			r.evict()
 			r.dropped++
 		}
 	}
@@ -380,6 +450,21 @@ func (r *ring) add(t int64, v float64) {
 	r.ts[j], r.vs[j] = t, v
 	r.n++
 }
+
+// evict drops the oldest point, first taking it out of every agg.
+func (r *ring) evict() {
+	for _, a := range r.aggs {
+		a.evict(r.base)
+	}
+	r.head = r.idx(1)
+	r.n--
+	r.base++
+}
+
+// at and value are the time and value of the point of sequence number s,
+// which the ring holds.
+func (r *ring) at(s uint64) int64      { return r.ts[r.idx(int(s-r.base))] }
+func (r *ring) value(s uint64) float64 { return r.vs[r.idx(int(s-r.base))] }
 
 func (r *ring) grow() {
 	c := r.first
