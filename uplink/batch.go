@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/edgegw/edgegw/gateway/reading"
@@ -10,14 +11,45 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// batch is one produce: records first..last of the spool, encoded. It is
-// never modified once built, because a WriteMessages that returned on a
-// timeout may still be reading it inside kafka-go.
+// batch is one produce: records first..last of the spool, encoded. A batch
+// whose first WriteMessages succeeded is used again for a later one (its
+// buffers: a 1,000-record batch is some 350 KB, garbage at every batch
+// otherwise); one that ever failed is not, because a WriteMessages that
+// returned on a timeout may still be reading it inside kafka-go.
 type batch struct {
 	first, last uint64
 	msgs        []kafka.Message
 	perTopic    [3]int      // readings, alerts, events
 	readingTS   []time.Time // for the latency histogram
+	buf         []byte      // keys and values
+	ends        []int
+	failed      bool // an attempt failed: never reused
+}
+
+// spareBatches is how many delivered batches wait to be reused: one is
+// encoded while another is in flight.
+const spareBatches = 2
+
+// newBatch is a delivered batch to fill again, or a new one.
+func (u *Uplink) newBatch() *batch {
+	select {
+	case b := <-u.spare:
+		return b
+	default:
+		return &batch{}
+	}
+}
+
+// recycle keeps b, delivered at its first attempt, for a later batch.
+func (u *Uplink) recycle(b *batch) {
+	if b.failed || cap(b.buf) > 4<<20 {
+		return
+	}
+	clear(b.msgs) // drop the references to headers and topics
+	select {
+	case u.spare <- b:
+	default:
+	}
 }
 
 // The schema headers are shared by every message: kafka-go only reads them.
@@ -67,14 +99,14 @@ func recordTime(r *reading.Record) time.Time {
 // values share one buffer: one allocation per batch instead of two per
 // record.
 func (u *Uplink) encode(recs []reading.Record) *batch {
-	b := &batch{
-		first: recs[0].Seq,
-		last:  recs[len(recs)-1].Seq,
-		msgs:  make([]kafka.Message, len(recs)),
-	}
+	b := u.newBatch()
+	b.first, b.last = recs[0].Seq, recs[len(recs)-1].Seq
+	b.perTopic = [3]int{}
+	b.msgs = slices.Grow(b.msgs[:0], len(recs))[:len(recs)]
+	b.readingTS = b.readingTS[:0]
 	topics := [3]string{u.opts.ReadingsTopic, u.opts.AlertsTopic, u.opts.EventsTopic}
-	ends := make([]int, 2*len(recs))
-	buf := make([]byte, 0, 160*len(recs))
+	ends := slices.Grow(b.ends[:0], 2*len(recs))[:2*len(recs)]
+	buf := slices.Grow(b.buf[:0], 160*len(recs))
 	for i := range recs {
 		r := &recs[i]
 		buf = append(buf, r.Key()...)
@@ -102,6 +134,7 @@ func (u *Uplink) encode(recs []reading.Record) *batch {
 		b.msgs[i].Value = buf[k:v:v]
 		start = v
 	}
+	b.buf, b.ends = buf, ends
 	return b
 }
 

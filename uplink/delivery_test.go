@@ -202,3 +202,34 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A delivered batch's buffers carry the next batch; a batch with a failed
+// attempt is never filled again (kafka-go may still be reading it).
+func TestBatchReuse(t *testing.T) {
+	u := &Uplink{spare: make(chan *batch, spareBatches), opts: Options{Gateway: "gw-test-01",
+		ReadingsTopic: DefaultReadingsTopic, AlertsTopic: DefaultAlertsTopic, EventsTopic: DefaultEventsTopic}}
+	recs := mixedRecords(1000, 5, 0)
+	for i := range recs {
+		recs[i].Seq = uint64(i + 1)
+	}
+	a := u.encode(recs)
+	u.recycle(a)
+	b := u.encode(recs[990:])
+	if b != a || len(b.msgs) != 10 || b.first != 991 || b.last != 1000 {
+		t.Fatalf("not reused, or wrong: reused %v, %d msgs, seqs %d..%d", b == a, len(b.msgs), b.first, b.last)
+	}
+	for i, m := range b.msgs {
+		r := recs[990+i]
+		if string(m.Value) != string(r.AppendJSON(nil, "gw-test-01")) || string(m.Key) != r.Key() {
+			t.Fatalf("msg %d: %s %s", i, m.Key, m.Value)
+		}
+	}
+	if n := b.perTopic[0] + b.perTopic[1] + b.perTopic[2]; n != 10 {
+		t.Errorf("per topic %v", b.perTopic)
+	}
+	b.failed = true
+	u.recycle(b)
+	if c := u.encode(recs[:1]); c == b {
+		t.Error("a batch with a failed attempt was filled again")
+	}
+}

@@ -101,6 +101,7 @@ type Uplink struct {
 	sec         *security
 
 	sent      atomic.Uint64 // highest seq Kafka acknowledged
+	spare     chan *batch   // delivered batches to fill again (batch.go)
 	connected atomic.Bool
 	running   sync.Mutex // one Run at a time: each owns the read position
 
@@ -173,6 +174,7 @@ func New(opts Options, src Source) (*Uplink, error) {
 		opts.Metrics = metrics.New()
 	}
 	u := &Uplink{
+		spare:       make(chan *batch, spareBatches),
 		opts:        opts,
 		src:         src,
 		compression: comp,
@@ -241,6 +243,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		}
 		u.sent.Store(b.last)
 		acks.through(b.last)
+		u.recycle(b)
 	}
 	acks.stop()
 	wg.Wait()
@@ -289,6 +292,7 @@ func (u *Uplink) send(ctx context.Context, w *kafka.Writer, b *batch) error {
 		if ctx.Err() != nil {
 			break
 		}
+		b.failed = true
 		u.failed(b, err)
 		sleep(ctx, u.clock, backoff(u.failures, u.opts.BackoffMin, u.opts.BackoffMax))
 	}
