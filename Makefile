@@ -1,5 +1,6 @@
-# edgegw — see README.md. Everything here needs only Go; .ci/run adds the
-# interop checks that need Debian packages.
+# edgegw — see README.md. Everything here needs only Go, except bench-arm64
+# (Debian's qemu-user and gcc); .ci/run adds the interop checks that need
+# Debian packages.
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -9,7 +10,7 @@ COMMIT  := $(COMMIT)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS    := ./...
 
-.PHONY: all build devstack run test lint vet fmt-check unit bench wear soak check-configs tail cross deb clean
+.PHONY: all build devstack run test lint vet fmt-check unit bench bench-arm64 wear soak check-configs tail cross deb clean
 
 all: build
 
@@ -44,11 +45,20 @@ check-configs: build
 	@scripts/check-configs
 
 ## bench: the Go benchmarks of the hot paths, then end to end, then the
-## spool's SD card wear (see BENCHMARKS.md)
+## same on arm64 as instruction counts, then the spool's SD card wear (see
+## BENCHMARKS.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./gateway/reading ./buffer ./uplink ./rules ./drivers/...
 	$(GO) test -run '^$$' -bench 'Ceiling|EndToEnd' -benchtime 30000x -count 3 ./gateway
+	$(MAKE) bench-arm64
 	$(MAKE) wear
+
+## bench-arm64: the end-to-end and hot-path benchmarks of the linux/arm64
+## build under qemu-user (-cpu cortex-a53) as guest instructions per op,
+## checked against scripts/bench/arm64-insns.baseline (needs Debian's
+## qemu-user and gcc; about 1.5 minutes)
+bench-arm64:
+	GO='$(GO)' scripts/bench/arm64-insns
 
 ## wear: bytes the spool writes per hour at 1,000 readings/s, durable and
 ## outage mode, Kafka up and down (WEAR=60s per scenario; about 7 minutes)
