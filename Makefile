@@ -1,5 +1,6 @@
-# edgegw — see README.md. Everything here needs only Go; .ci/run adds the
-# interop checks that need Debian packages.
+# edgegw — see README.md. Everything here needs only Go, except bench-arm64
+# (Debian's qemu-user and gcc); .ci/run adds the interop checks that need
+# Debian packages.
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -9,7 +10,7 @@ COMMIT  := $(COMMIT)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS    := ./...
 
-.PHONY: all build devstack run test lint vet fmt-check unit bench bench-parts bench-e2e wear soak check-configs tail cross deb clean
+.PHONY: all build devstack run test lint vet fmt-check unit bench bench-parts bench-e2e bench-arm64 wear soak check-configs tail cross deb clean
 
 all: build
 
@@ -44,8 +45,9 @@ check-configs: build
 	@scripts/check-configs
 
 ## bench: the Go benchmarks of the parts, the built gateway end to end at
-## rising rates (bench-e2e), then the spool's SD card wear (see BENCHMARKS.md)
-bench: bench-parts bench-e2e wear
+## rising rates (bench-e2e), the same on arm64 as instruction counts
+## (bench-arm64), then the spool's SD card wear (see BENCHMARKS.md)
+bench: bench-parts bench-e2e bench-arm64 wear
 
 ## bench-parts: the Go benchmarks of the hot paths (spool, rules, uplink,
 ## JSON, MQTT) and the in-process end-to-end ones
@@ -69,6 +71,13 @@ bench-e2e: build
 		bin/edgegw-bench -broker mosquitto -qos 1 -step $(STEP) -rates $(RATES) && \
 		bin/edgegw-bench -broker mosquitto -qos 1 -step 30s -rates 10000 -ceiling 0 -require-rate 10000; \
 	else echo "bench-e2e: mosquitto not installed (apt-get install mosquitto): its runs skipped"; fi
+
+## bench-arm64: the end-to-end and hot-path benchmarks of the linux/arm64
+## build under qemu-user (-cpu cortex-a53) as guest instructions per op,
+## checked against scripts/bench/arm64-insns.baseline (needs Debian's
+## qemu-user and gcc; about 1.5 minutes)
+bench-arm64:
+	GO='$(GO)' scripts/bench/arm64-insns
 
 ## wear: bytes the spool writes per hour at 1,000 readings/s, durable and
 ## outage mode, Kafka up and down (WEAR=60s per scenario; about 7 minutes)
