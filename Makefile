@@ -61,7 +61,7 @@ bench-parts:
 ## keeping up; then a steady 10,000 readings/s at QoS 1 through mosquitto that
 ## must lose nothing. STEP is how long each rate is held.
 STEP ?= 10s
-RATES ?= 5000,10000,15000,20000,25000,30000,40000,50000,60000,80000,100000
+RATES ?= 5000,10000,12000,14000,16000,18000,20000,23000,26000,30000,34000,38000,43000,48000,54000,60000,67000,75000,84000,94000
 bench-e2e: build
 	$(GO) build -o bin/edgegw-bench ./gateway/cmd/edgegw-bench
 	bin/edgegw-bench -broker mochi -qos 0 -step $(STEP) -rates $(RATES)

@@ -27,7 +27,11 @@ type gatewayProc struct {
 func benchConfig(o options, dir, brokerURL, kafkaAddr string, httpPort int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "gateway: {id: bench-gw}\n")
-	fmt.Fprintf(&b, "http: {listen: \"127.0.0.1:%d\", pprof: %t}\n", httpPort, o.profile != "")
+	if o.profile != "" {
+		fmt.Fprintf(&b, "http: {listen: \"127.0.0.1:%d\", pprof: true}\n", httpPort)
+	} else { // no pprof key: builds from before it was added run too
+		fmt.Fprintf(&b, "http: {listen: \"127.0.0.1:%d\"}\n", httpPort)
+	}
 	fmt.Fprintf(&b, "buffer: {path: %q}\n", filepath.Join(dir, "spool", "buffer.db"))
 	fmt.Fprintf(&b, "mqtt: {url: %q, client_id: bench-gw, qos: %d}\n", brokerURL, o.qos)
 	fmt.Fprintf(&b, "uplink: {kafka: {brokers: [%q]}}\n", kafkaAddr)
