@@ -69,7 +69,7 @@ bench-e2e: build
 	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then \
 		bin/edgegw-bench -broker mosquitto -qos 0 -step $(STEP) -rates $(RATES) && \
 		bin/edgegw-bench -broker mosquitto -qos 1 -step $(STEP) -rates $(RATES) && \
-		bin/edgegw-bench -broker mosquitto -qos 1 -step 30s -rates 10000 -ceiling 0 -require-rate 10000; \
+		bin/edgegw-bench -broker mosquitto -qos 1 -step 30s -rates 10000 -ceiling=false -require-rate 10000; \
 	else echo "bench-e2e: mosquitto not installed (apt-get install mosquitto): its runs skipped"; fi
 
 ## bench-arm64: the end-to-end and hot-path benchmarks of the linux/arm64

@@ -167,9 +167,18 @@ func (b *bench) publish(n int64) {
 
 // paced publishes at rate readings/s for d, from the publisher's clock.
 func (b *bench) paced(rate int, d time.Duration) {
-	start := time.Now()
-	first := b.next
 	limit := int64(len(b.pubAt))
+	pace(rate, d, func(due int64) {
+		for ; b.next < due && b.next < limit; b.next++ {
+			b.publish(b.next)
+		}
+	}, b.next)
+}
+
+// pace calls publish(due) every millisecond for d, due being how many
+// messages (counting from first) should have gone by then at rate/s.
+func pace(rate int, d time.Duration, publish func(due int64), first int64) {
+	start := time.Now()
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for {
@@ -177,10 +186,7 @@ func (b *bench) paced(rate int, d time.Duration) {
 		if el >= d {
 			return
 		}
-		due := first + int64(el.Seconds()*float64(rate)) + 1
-		for ; b.next < due && b.next < limit; b.next++ {
-			b.publish(b.next)
-		}
+		publish(first + int64(el.Seconds()*float64(rate)) + 1)
 		<-t.C
 	}
 }

@@ -4,9 +4,9 @@
 // process, or Debian's mosquitto with its stock limits) and Kafka (franz-go's
 // kfake in this process) on loopback.
 //
-// It first measures the broker's own ceiling (one paho publisher flat out to
-// one paho subscriber that only counts), then publishes to the gateway at
-// rising steady rates until a step does not keep up. For each step it
+// It first measures the broker's own ceiling (the same paho publisher at the
+// same rising rates to one paho subscriber that only counts), then
+// publishes to the gateway at those rates until a step does not keep up. For each step it
 // reports the readings/s that reached Kafka, what was lost or duplicated,
 // p50/p99/max from the publisher's call to the record's arrival in Kafka,
 // p50/p99 from publishing a value that crosses a rule's threshold to the
@@ -51,7 +51,8 @@ type options struct {
 	step        time.Duration
 	sensors     int
 	rules       int
-	ceilingN    int
+	ceiling     bool
+	ceilingOnly bool
 	requireRate int
 	keep        bool
 	profile     string
@@ -64,11 +65,12 @@ func main() {
 	flag.StringVar(&o.gateway, "gateway", "bin/edgegw", "the gateway binary")
 	flag.StringVar(&o.broker, "broker", "mochi", "mochi (embedded) or mosquitto (Debian's, stock limits)")
 	flag.IntVar(&o.qos, "qos", 1, "MQTT QoS of the readings and of the gateway's subscription")
-	flag.StringVar(&rates, "rates", "5000,10000,20000,30000,40000,50000,60000,80000,100000", "steady rates to try, readings/s, rising")
+	flag.StringVar(&rates, "rates", "5000,10000,12000,14000,16000,18000,20000,23000,26000,30000,34000,38000,43000,48000,54000,60000,67000,75000,84000,94000", "steady rates to try, readings/s, rising")
 	flag.DurationVar(&o.step, "step", 10*time.Second, "how long each rate is held")
 	flag.IntVar(&o.sensors, "sensors", 1000, "MQTT sensors, one topic each")
 	flag.IntVar(&o.rules, "rules", 200, "rules over those sensors (one of them the alert probe)")
-	flag.IntVar(&o.ceilingN, "ceiling", 200000, "messages for the broker's own ceiling (0: skip it)")
+	flag.BoolVar(&o.ceiling, "ceiling", true, "measure the broker's own ceiling first, at the same rates")
+	flag.BoolVar(&o.ceilingOnly, "ceiling-only", false, "measure the broker's ceiling and stop")
 	flag.IntVar(&o.requireRate, "require-rate", 0, "exit 1 if a step at or below this rate loses readings or does not keep up")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, gateway log)")
 	flag.StringVar(&o.profile, "profile", "", "turn http.pprof on and write the gateway's CPU profile (the middle half of each step) and heap profile to this directory")
@@ -118,11 +120,13 @@ func run(o options) error {
 	fmt.Printf("edgegw-bench: broker %s, QoS %d, %d sensors, %d rules, steps of %v; %s\n\n",
 		o.broker, o.qos, o.sensors, o.rules, o.step, time.Now().UTC().Format(time.RFC3339))
 	var ceiling float64
-	if o.ceilingN > 0 {
-		if ceiling, err = brokerCeiling(brokerURL, byte(o.qos), o.ceilingN); err != nil {
+	if o.ceiling || o.ceilingOnly {
+		if ceiling, err = brokerCeiling(o, brokerURL); err != nil {
 			return err
 		}
-		fmt.Printf("broker ceiling (one publisher → one subscriber, %d messages): %.0f msgs/s\n\n", o.ceilingN, ceiling)
+	}
+	if o.ceilingOnly {
+		return nil
 	}
 
 	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "plant.readings", "plant.alerts", "plant.events"))
@@ -314,21 +318,28 @@ func connect(url, id string, clean bool) (paho.Client, error) {
 	return c, nil
 }
 
-// brokerCeiling is one publisher flat out to one subscriber that counts:
-// the broker's own ceiling, the reference the end-to-end figures are
-// compared with.
-func brokerCeiling(url string, qos byte, n int) (float64, error) {
-	var got atomic.Int64
-	done := make(chan time.Time, 1)
+// brokerCeiling is the broker's own ceiling, the reference the gateway's
+// figures are compared with: the same paho publisher, paced at the same
+// rising rates for the same time, to one paho subscriber that only counts,
+// with the same test of keeping up; the highest rate it kept up with.
+func brokerCeiling(o options, url string) (float64, error) {
+	qos := byte(o.qos)
+	var (
+		got   atomic.Int64
+		first atomic.Int64 // arrival times of the step's first and last message, ns since base
+		last  atomic.Int64
+	)
+	base := time.Now()
 	sub, err := connect(url, "bench-ceiling-sub", true)
 	if err != nil {
 		return 0, err
 	}
 	defer sub.Disconnect(100)
 	if tok := sub.Subscribe("ceiling/#", qos, func(paho.Client, paho.Message) {
-		if got.Add(1) == int64(n) {
-			done <- time.Now()
-		}
+		now := int64(time.Since(base))
+		first.CompareAndSwap(0, now)
+		last.Store(now)
+		got.Add(1)
 	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		return 0, fmt.Errorf("subscribe: %v", tok.Error())
 	}
@@ -337,28 +348,46 @@ func brokerCeiling(url string, qos byte, n int) (float64, error) {
 		return 0, err
 	}
 	defer pub.Disconnect(100)
-	start := time.Now()
-	toks := make([]paho.Token, 0, 1024)
-	payload := []byte("12345.5")
-	for i := range n {
-		toks = append(toks, pub.Publish("ceiling/s"+strconv.Itoa(i%1000), qos, false, payload))
-		if len(toks) == cap(toks) {
-			for _, t := range toks {
-				t.Wait()
+	topics := make([]string, o.sensors)
+	for i := range topics {
+		topics[i] = "ceiling/" + sensorID(i)
+	}
+	best := 0.0
+	var sent int64
+	fmt.Print("broker ceiling (the same publisher, paced, to a subscriber that only counts):")
+	for _, rate := range o.rates {
+		got.Store(0)
+		first.Store(0)
+		last.Store(0)
+		start := sent
+		var buf [20]byte
+		pace(rate, o.step, func(due int64) {
+			for ; sent < due; sent++ {
+				pub.Publish(topics[sent%int64(len(topics))], qos, false, strconv.AppendInt(buf[:0], sent, 10))
 			}
-			toks = toks[:0]
+		}, sent)
+		pubEnd := int64(time.Since(base))
+		n := sent - start
+		prev, change := got.Load(), time.Now()
+		for got.Load() < n && time.Since(change) < 3*time.Second {
+			time.Sleep(20 * time.Millisecond)
+			if c := got.Load(); c != prev {
+				prev, change = c, time.Now()
+			}
 		}
+		g := got.Load()
+		rateGot := 0.0
+		if w := time.Duration(last.Load() - first.Load()); w > 0 {
+			rateGot = float64(g-1) / w.Seconds()
+		}
+		kept := g >= n && time.Duration(last.Load()-pubEnd) < time.Second && rateGot >= 0.95*float64(rate)
+		fmt.Printf(" %d→%.0f", rate, rateGot)
+		if !kept {
+			fmt.Printf(" (lost %d, last %.0f ms after the publisher)", max(0, n-g), float64(last.Load()-pubEnd)/1e6)
+			break
+		}
+		best = max(best, rateGot)
 	}
-	for _, t := range toks {
-		t.Wait()
-	}
-	select {
-	case end := <-done:
-		return float64(n) / end.Sub(start).Seconds(), nil
-	case <-time.After(10 * time.Second):
-		// The broker dropped some (a queue or in-flight limit): the rate
-		// of what arrived, said so.
-		fmt.Printf("broker ceiling: the subscriber got %d of %d; the broker dropped the rest\n", got.Load(), n)
-		return float64(got.Load()) / (time.Since(start) - 10*time.Second).Seconds(), nil
-	}
+	fmt.Printf("\nbroker ceiling: %.0f msgs/s\n\n", best)
+	return best, nil
 }
