@@ -50,10 +50,11 @@ check-configs: build
 bench: bench-parts bench-e2e bench-arm64 wear
 
 ## bench-parts: the Go benchmarks of the hot paths (spool, rules, uplink,
-## JSON, MQTT) and the in-process end-to-end ones
+## JSON, MQTT), the in-process end-to-end ones and the pipeline alone
 bench-parts:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./gateway/reading ./buffer ./uplink ./rules ./drivers/...
 	$(GO) test -run '^$$' -bench 'Ceiling|EndToEnd' -benchtime 30000x -count 3 ./gateway
+	$(GO) test -run '^$$' -bench Pipeline -benchtime 200000x -benchmem -count 5 ./gateway
 
 ## bench-e2e: bin/edgegw in its own process, MQTT (embedded mochi-mqtt, then
 ## Debian's mosquitto with its stock limits when installed) → rules → spool →

@@ -286,8 +286,10 @@ func (b *bench) step(rate int) stepResult {
 		if err := b.gw.profile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), base+".cpu.pprof"); err != nil {
 			fmt.Fprintln(os.Stderr, "edgegw-bench: cpu profile:", err)
 		}
-		if err := b.gw.profile("/debug/pprof/allocs", base+".allocs.pprof"); err != nil {
-			fmt.Fprintln(os.Stderr, "edgegw-bench: allocs profile:", err)
+		for _, p := range []string{"allocs", "mutex"} {
+			if err := b.gw.profile("/debug/pprof/"+p, base+"."+p+".pprof"); err != nil {
+				fmt.Fprintln(os.Stderr, "edgegw-bench:", p, "profile:", err)
+			}
 		}
 	}()
 	first := b.next

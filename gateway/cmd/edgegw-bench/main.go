@@ -73,7 +73,7 @@ func main() {
 	flag.BoolVar(&o.ceilingOnly, "ceiling-only", false, "measure the broker's ceiling and stop")
 	flag.IntVar(&o.requireRate, "require-rate", 0, "exit 1 if a step at or below this rate loses readings or does not keep up")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, gateway log)")
-	flag.StringVar(&o.profile, "profile", "", "turn http.pprof on and write the gateway's CPU profile (the middle half of each step) and heap profile to this directory")
+	flag.StringVar(&o.profile, "profile", "", "turn http.pprof on and write the gateway's CPU profile (the middle half of each step), allocation and mutex profiles to this directory")
 	flag.StringVar(&env, "gateway-env", "", "extra environment for the gateway, comma separated (GOGC=200,...)")
 	flag.Parse()
 	for _, f := range strings.Split(rates, ",") {
