@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgegw/edgegw/gateway"
+	"github.com/edgegw/edgegw/gateway/reading"
+)
+
+// The bench's config is one the gateway accepts, with every check of
+// `edgegw check`: 1,000 sensors, 200 rules (the probe's among them).
+func TestBenchConfigLoads(t *testing.T) {
+	dir := t.TempDir()
+	for _, o := range []options{{sensors: 1000, rules: 200, qos: 1}, {sensors: 10, rules: 200, qos: 0}, {sensors: 1, rules: 1, qos: 1}} {
+		p := filepath.Join(dir, "bench.yaml")
+		if err := os.WriteFile(p, []byte(benchConfig(o, dir, "tcp://127.0.0.1:1883", "127.0.0.1:9092", 8080)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := gateway.Load(p)
+		if err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		if len(c.Sensors) != o.sensors+1 || len(c.Rules) != max(2, o.rules) {
+			t.Errorf("%+v: %d sensors, %d rules", o, len(c.Sensors), len(c.Rules))
+		}
+	}
+}
+
+// readingNumber reads the value back from the gateway's own Kafka JSON, for
+// the values the bench publishes; the probe's records are skipped.
+func TestReadingNumber(t *testing.T) {
+	for _, n := range []int64{0, 1, 7, 999_999, 1_000_000, 123_456_789, 9_007_199_254_740_991} {
+		r := reading.FromReading(reading.Reading{Sensor: sensorID(int(n % 1000)), TS: time.Unix(1, 0), Value: float64(n), Quality: reading.Good})
+		r.Seq = 42
+		got, ok := readingNumber(r.AppendJSON(nil, "bench-gw"))
+		if !ok || got != n {
+			t.Errorf("%d: read back %d, %v", n, got, ok)
+		}
+	}
+	probe := reading.FromReading(reading.Reading{Sensor: "probe", Value: 3})
+	if _, ok := readingNumber(probe.AppendJSON(nil, "bench-gw")); ok {
+		t.Error("the probe's record was taken for a reading")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var d durations
+	if d.q(0.5) != -1 {
+		t.Error("no samples: want -1")
+	}
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for q, want := range map[float64]time.Duration{0.5: 50 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond, 0: time.Millisecond} {
+		if got := d.q(q); got != want {
+			t.Errorf("q(%v) = %v, want %v", q, got, want)
+		}
+	}
+}
