@@ -170,7 +170,11 @@ func (b *bufferedConn) SetWriteDeadline(time.Time) error { return nil }
 // SetDeadline sets the read deadline only (see SetWriteDeadline).
 func (b *bufferedConn) SetDeadline(t time.Time) error { return b.Conn.SetReadDeadline(t) }
 
-// Close sends what is queued (within flushWithin), then closes.
+// closeFlush is how long Close waits for what is queued to go out before
+// it closes the connection anyway (a peer that stopped reading).
+const closeFlush = 2 * time.Second
+
+// Close sends what is queued (within closeFlush), then closes.
 func (b *bufferedConn) Close() error {
 	b.once.Do(func() {
 		b.mu.Lock()
@@ -181,8 +185,15 @@ func (b *bufferedConn) Close() error {
 		case b.kick <- struct{}{}:
 		default:
 		}
-		<-b.stopped
+		t := time.NewTimer(closeFlush)
+		defer t.Stop()
+		select {
+		case <-b.stopped:
+		case <-t.C:
+		}
+		// Closing also ends a write the peer does not take.
 		b.cerr = b.Conn.Close()
+		<-b.stopped
 	})
 	return b.cerr
 }

@@ -157,3 +157,32 @@ func TestBufferedConnPeerGone(t *testing.T) {
 		t.Logf("close: %v", err)
 	}
 }
+
+// Close with a peer that takes nothing: what is queued cannot go out, and
+// Close gives up after closeFlush instead of waiting for the write timeout.
+func TestBufferedConnCloseStuckPeer(t *testing.T) {
+	b, _ := tcpPair(t) // the peer never reads
+	p := make([]byte, 64<<10)
+	for {
+		b.mu.Lock()
+		full := len(b.queued) >= maxPending/2
+		b.mu.Unlock()
+		if full {
+			break
+		}
+		if _, err := b.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }()
+	select {
+	case <-done:
+	case <-time.After(flushWithin):
+		t.Fatalf("Close still waiting after %v; it gives up after %v", flushWithin, closeFlush)
+	}
+	if _, err := b.Write([]byte{1}); err == nil {
+		t.Fatal("write after close succeeded")
+	}
+}
