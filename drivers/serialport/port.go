@@ -78,8 +78,22 @@ func Check(c Config, report func(field, format string, args ...any)) {
 // error (tarm/serial reports it as io.EOF, which is not the end of a
 // serial line); any other error means the port is gone.
 type Port struct {
-	p *serial.Port
+	p       *serial.Port
+	timeout time.Duration
+	quick   int // zero-byte reads in a row that came back well within the timeout
 }
+
+// ErrHungUp is Read's error for a port the kernel hung up.
+var ErrHungUp = errors.New("the port was hung up (adapter unplugged?)")
+
+// hungUpReads is how many zero-byte reads in a row, each back in less than
+// half the read timeout, mean the port was hung up. An unplugged adapter
+// (or a pty whose other end closed) fails the Read in progress with EIO,
+// but once the kernel has hung the tty up every later read returns 0 bytes
+// at once, which tarm/serial reports as io.EOF, as it does a timeout: a
+// port unplugged while nobody was reading looked idle for ever, and the
+// read loop spun. A real timeout takes the whole timeout (at least 100 ms).
+const hungUpReads = 3
 
 // Open opens the port with its settings.
 func Open(c Config) (*Port, error) {
@@ -102,11 +116,23 @@ func Open(c Config) (*Port, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Port{p: p}, nil
+	return &Port{p: p, timeout: c.ReadTimeout}, nil
 }
 
 func (p *Port) Read(b []byte) (int, error) {
+	start := time.Now() // the kernel's timing, not an injected clock
 	n, err := p.p.Read(b)
+	if n == 0 && errors.Is(err, io.EOF) {
+		if time.Since(start) < p.timeout/2 {
+			if p.quick++; p.quick >= hungUpReads {
+				return 0, ErrHungUp
+			}
+		} else {
+			p.quick = 0
+		}
+		return 0, nil
+	}
+	p.quick = 0
 	if errors.Is(err, io.EOF) {
 		return n, nil
 	}
