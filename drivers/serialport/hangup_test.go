@@ -33,3 +33,15 @@ func TestReadAfterHangupWhileIdle(t *testing.T) {
 	}
 	t.Fatal("100 reads after the hangup returned no data and no error")
 }
+
+func TestEffectiveTimeout(t *testing.T) {
+	for in, want := range map[time.Duration]time.Duration{
+		0: 100 * time.Millisecond, 50 * time.Millisecond: 100 * time.Millisecond,
+		100 * time.Millisecond: 100 * time.Millisecond, 199 * time.Millisecond: 100 * time.Millisecond,
+		250 * time.Millisecond: 200 * time.Millisecond, time.Minute: 25500 * time.Millisecond,
+	} {
+		if got := effectiveTimeout(in); got != want {
+			t.Errorf("effectiveTimeout(%v) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -116,7 +116,13 @@ func Open(c Config) (*Port, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Port{p: p, timeout: c.ReadTimeout}, nil
+	return &Port{p: p, timeout: effectiveTimeout(c.ReadTimeout)}, nil
+}
+
+// effectiveTimeout is the read timeout tarm/serial sets: whole tenths of a
+// second (VTIME), truncated, at least 0.1 s and at most 25.5 s.
+func effectiveTimeout(d time.Duration) time.Duration {
+	return time.Duration(min(max(int64(d/(100*time.Millisecond)), 1), 255)) * 100 * time.Millisecond
 }
 
 func (p *Port) Read(b []byte) (int, error) {
