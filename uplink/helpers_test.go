@@ -11,7 +11,6 @@ import (
 
 	"github.com/edgegw/edgegw/gateway/metrics"
 	"github.com/edgegw/edgegw/gateway/reading"
-	"github.com/jonboulle/clockwork"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -140,15 +139,28 @@ type testEnv struct {
 	done   chan error
 }
 
-// startUplink runs an uplink against brokers; edit adjusts the options.
+// startUplink runs an uplink against brokers on an in-memory source, 100
+// records a batch; edit adjusts the options.
 func startUplink(t testing.TB, brokers []string, src *memSource, edit func(*Options)) *testEnv {
 	t.Helper()
-	m := metrics.New()
+	env := startUplinkOn(t, brokers, src, metrics.New(), func(o *Options) {
+		o.BatchSize = 100
+		if edit != nil {
+			edit(o)
+		}
+	})
+	env.src = src
+	return env
+}
+
+// startUplinkOn runs an uplink on src with the test defaults (500 records
+// a batch, a 2 ms linger, short backoffs); edit adjusts the options.
+func startUplinkOn(t testing.TB, brokers []string, src Source, m *metrics.Set, edit func(*Options)) *testEnv {
+	t.Helper()
 	opts := Options{
-		Brokers: brokers, Gateway: "gw-test-01", BatchSize: 100, Linger: 2 * time.Millisecond,
+		Brokers: brokers, Gateway: "gw-test-01", BatchSize: 500, Linger: 2 * time.Millisecond,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
-		WriteTimeout: 5 * time.Second, Metrics: m, Clock: clockwork.NewRealClock(),
-		Logger: slog.New(slog.DiscardHandler),
+		WriteTimeout: 5 * time.Second, Metrics: m, Logger: slog.New(slog.DiscardHandler),
 	}
 	if edit != nil {
 		edit(&opts)
@@ -158,7 +170,7 @@ func startUplink(t testing.TB, brokers []string, src *memSource, edit func(*Opti
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	env := &testEnv{u: u, src: src, m: m, cancel: cancel, done: make(chan error, 1)}
+	env := &testEnv{u: u, m: m, cancel: cancel, done: make(chan error, 1)}
 	go func() { env.done <- u.Run(ctx) }()
 	t.Cleanup(func() { env.stop(t) })
 	return env

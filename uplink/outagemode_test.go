@@ -163,25 +163,3 @@ func TestOutageModeWithKafka(t *testing.T) {
 		last, dups, len(called), testutil.ToFloat64(m.BufferModeSwitches.WithLabelValues("memory")),
 		testutil.ToFloat64(m.BufferModeSwitches.WithLabelValues("disk")))
 }
-
-// startUplinkOn runs an uplink on src with the test defaults.
-func startUplinkOn(t testing.TB, brokers []string, src Source, m *metrics.Set, edit func(*Options)) *testEnv {
-	t.Helper()
-	opts := Options{
-		Brokers: brokers, Gateway: "gw-test-01", BatchSize: 500, Linger: 2 * time.Millisecond,
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
-		WriteTimeout: 5 * time.Second, Metrics: m, Logger: slog.New(slog.DiscardHandler),
-	}
-	if edit != nil {
-		edit(&opts)
-	}
-	u, err := New(opts, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	env := &testEnv{u: u, m: m, cancel: cancel, done: make(chan error, 1)}
-	go func() { env.done <- u.Run(ctx) }()
-	t.Cleanup(func() { env.stop(t) })
-	return env
-}
