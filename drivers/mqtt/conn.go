@@ -32,13 +32,13 @@ func openConn(timeout time.Duration) paho.OpenConnectionFunc {
 			c   net.Conn
 			err error
 		)
-		switch u.Scheme {
-		case "tcp", "mqtt":
-			c, err = d.Dial("tcp", u.Host)
-		case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
+		switch {
+		case !bufferedScheme[u.Scheme]:
+			return nil, fmt.Errorf("mqtt: scheme %q has no buffered connection", u.Scheme)
+		case o.TLSConfig != nil: // Secure sets one for every TLS url (tls.go)
 			c, err = tls.DialWithDialer(d, "tcp", u.Host, o.TLSConfig)
 		default:
-			return nil, fmt.Errorf("mqtt: scheme %q has no buffered connection", u.Scheme)
+			c, err = d.Dial("tcp", u.Host)
 		}
 		if err != nil {
 			return nil, err
@@ -47,11 +47,14 @@ func openConn(timeout time.Duration) paho.OpenConnectionFunc {
 	}
 }
 
-// bufferedSchemes are the schemes openConn dials.
+// bufferedScheme are the schemes of mqtt.url openConn dials: all but the
+// websocket ones.
+var bufferedScheme = map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true}
+
+// bufferedSchemes reports whether openConn dials u: its scheme is one of
+// bufferedScheme's and no proxy is configured in the environment.
 func bufferedSchemes(u *url.URL) bool {
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
-	default:
+	if !bufferedScheme[u.Scheme] {
 		return false
 	}
 	for _, v := range []string{"all_proxy", "ALL_PROXY"} {
