@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgegw/edgegw/buffer/disktest"
+
 	"go.etcd.io/bbolt"
 
 	"github.com/edgegw/edgegw/gateway/metrics"
@@ -181,45 +183,9 @@ func diskFullUnderLimit(t *testing.T, dir string) {
 // a 1 MiB tmpfs, filled up by another file; deleting that file is space
 // returning. Mounting needs root (CI runs as root).
 func TestDiskFullTmpfs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root; TestDiskFullFileSizeLimit covers the same unprivileged")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	path := filepath.Join(dir, "buffer.db")
-	filler := filepath.Join(dir, "filler")
-	fill := func() {
-		f, err := os.Create(filler)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		block := make([]byte, 4096)
-		for {
-			if _, err := f.Write(block); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
-		var st syscall.Statfs_t
-		_ = syscall.Statfs(dir, &st)
-		t.Logf("tmpfs full: %d blocks free", st.Bavail)
-	}
-	free := func() {
-		if err := os.Remove(filler); err != nil {
-			t.Fatal(err)
-		}
-	}
-	diskFullScenario(t, path, fill, free)
+	dir := disktest.Tmpfs(t, "1m", "TestDiskFullFileSizeLimit covers the same unprivileged")
+	var free func()
+	diskFullScenario(t, filepath.Join(dir, "buffer.db"), func() { free = disktest.Fill(t, dir) }, func() { free() })
 }
 
 // diskFullScenario fills the disk under a running spool (fill) and frees it

@@ -2,14 +2,11 @@ package gateway_test
 
 import (
 	"encoding/json"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgegw/edgegw/buffer/disktest"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -100,35 +97,15 @@ func TestSpoolFullAlertMaxBytes(t *testing.T) {
 // space returns, the commits resume, every reading reaches Kafka and the
 // alert resolves.
 func TestSpoolFullAlertDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root (buffer's TestDiskFullFileSizeLimit covers a full disk unprivileged)")
-	}
+	dir := disktest.Tmpfs(t, "1m", "buffer's TestDiskFullFileSizeLimit covers a full disk unprivileged")
 	s := newStack(t)
-	s.bufDir = t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", s.bufDir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", s.bufDir).Run() })
+	s.bufDir = dir
 	gw := start(t, s.config(t, fourSensors))
 	t.Cleanup(func() { _ = gw.stop() }) // before the umount
 	pub := peers.Client(t, s.broker.URL(), "plc")
 	peers.WaitReading(t, pub, gw.g.Addr(), "line/temp", "20", "temp")
 
-	filler := filepath.Join(s.bufDir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := make([]byte, 4096)
-	for {
-		if _, err := f.Write(block); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	free := disktest.Fill(t, s.bufDir)
 
 	const n = 400
 	done := make(chan struct{})
@@ -138,9 +115,7 @@ func TestSpoolFullAlertDiskFull(t *testing.T) {
 		t.Errorf("alert message %q", a.Message)
 	}
 	time.Sleep(time.Second) // the spool retries, and fails again
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	free()
 	<-done
 	byKey := collect(t, s.kafka, n, 60*time.Second)
 	if dups := checkOrder(t, byKey); dups != 0 {
