@@ -91,14 +91,20 @@ func entrySeqs(e []byte) uint64 {
 	return 1
 }
 
+// entryRecord is the record of the entry e, without its length.
+func entryRecord(e []byte) []byte {
+	_, k := binary.Uvarint(e)
+	return e[max(k, 0):]
+}
+
 // appendRun appends to buf a run entry of n dropped seqs.
 func appendRun(buf []byte, n uint64) []byte {
 	return binary.AppendUvarint(append(buf, 0), n)
 }
 
-// dropPending drops the oldest records of b that no source waits for (no
+// dropPending drops the oldest readings of b that no source waits for (no
 // done callback: a source waiting for one can send the record again, and is
-// kept), until need bytes are freed or none is left to drop, replacing them
+// kept; alert transitions and events are kept too, see spared), until need bytes are freed or none is left to drop, replacing them
 // with runs. It works in place: a run never takes more room than the
 // records it replaces, each at least two bytes. It returns the records
 // dropped and the bytes freed.
@@ -138,7 +144,8 @@ func (b *batch) dropPending(need int64) (dropped int, freed int64) {
 			run += cnt
 			b.runs--
 			b.runBytes -= int64(len(e))
-		case di < len(b.dones) && b.dones[di].seq == seq: // a source waits for it: kept
+		case di < len(b.dones) && b.dones[di].seq == seq, spared(entryRecord(e)):
+			// A source waits for it, or an alert transition or event: kept.
 			flush()
 			w += copy(b.buf[w:], e)
 			newEnds = append(newEnds, w)
@@ -452,7 +459,7 @@ func (s *Spool) write(b *batch) error {
 		}
 		if s.opts.WhenFull == DropOldest && st.bytes > s.opts.MaxBytes {
 			var err error
-			dropped, garbled, err = dropFront(bk, &st, func(uint64) bool { return st.bytes <= s.opts.MaxBytes })
+			dropped, garbled, err = dropOldest(bk, &st, s.opts.MaxBytes)
 			if err != nil {
 				return err
 			}
@@ -460,7 +467,7 @@ func (s *Spool) write(b *batch) error {
 		if acked > st.acked {
 			// Records moved from memory to b were acknowledged by Kafka
 			// while b waited: not kept.
-			if _, _, err := dropFront(bk, &st, func(k uint64) bool { return k > acked }); err != nil {
+			if _, _, err := dropFront(bk, &st, func(k uint64, _ []byte) bool { return k > acked }); err != nil {
 				return err
 			}
 		}

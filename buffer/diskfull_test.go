@@ -22,9 +22,9 @@ import (
 	"github.com/edgegw/edgegw/gateway/reading"
 )
 
-// TestDropPending drops the oldest records of a batch in place: records a
-// source waits for (a done callback) stay, the others become runs, and the
-// seqs stay contiguous.
+// TestDropPending drops the oldest readings of a batch in place: records a
+// source waits for (a done callback), alert transitions and events stay,
+// the others become runs, and the seqs stay contiguous.
 func TestDropPending(t *testing.T) {
 	var b batch
 	const n = 50
@@ -58,7 +58,9 @@ func TestDropPending(t *testing.T) {
 		return b.first + uint64(i)
 	}
 	before := b.bytes
-	need := 30 * encodedSize(sample(0)) / 2 // about 15 records' worth
+	// keeps tells the records dropPending must keep.
+	keeps := func(i int) bool { return i%7 == 3 || sample(i).Kind != reading.KindReading }
+	need := 20 * encodedSize(sample(0)) / 2 // about 10 readings' worth
 	dropped, freed := b.dropPending(need)
 	if dropped == 0 || freed < need || b.bytes != before-freed {
 		t.Fatalf("dropped %d, freed %d of %d, bytes %d -> %d", dropped, freed, need, before, b.bytes)
@@ -88,9 +90,9 @@ func TestDropPending(t *testing.T) {
 		}
 		rec, seq := got[seqOf(i)], seqOf(i)
 		switch {
-		case i%7 == 3:
+		case keeps(i):
 			if rec == nil {
-				t.Errorf("record %d (seq %d) has a done callback but was dropped", i, seq)
+				t.Errorf("record %d (seq %d, %v) was dropped, but has a done callback or is no reading", i, seq, sample(i).Kind)
 			}
 		case rec == nil:
 			lastDropped = i
@@ -108,7 +110,7 @@ func TestDropPending(t *testing.T) {
 		t.Fatal("nothing dropped")
 	}
 	// Dropping again joins the runs; dropping everything droppable leaves
-	// the records with callbacks and runs between them.
+	// the records kept and one run in each gap between them.
 	b.dropPending(1 << 30)
 	recs, size := 0, int64(0)
 	_ = walkChunk(b.first, b.buf, func(seq uint64, rec []byte) bool {
@@ -118,11 +120,21 @@ func TestDropPending(t *testing.T) {
 		}
 		return true
 	})
-	if recs != len(b.dones) || b.bytes != size {
-		t.Errorf("%d records (%d bytes) left, want the %d with callbacks", recs, b.bytes, len(b.dones))
+	wantRecs, wantRuns, inGap := 0, 0, false
+	for i := range n {
+		if i != 20 && keeps(i) {
+			wantRecs++
+			inGap = false
+		} else if !inGap {
+			wantRuns++
+			inGap = true
+		}
 	}
-	if b.runs != len(b.dones)+1 {
-		t.Errorf("%d runs around %d kept records, want one between each", b.runs, len(b.dones))
+	if recs != wantRecs || b.bytes != size {
+		t.Errorf("%d records (%d bytes) left, want the %d kept", recs, b.bytes, wantRecs)
+	}
+	if b.runs != wantRuns {
+		t.Errorf("%d runs, want %d, one in each gap between kept records", b.runs, wantRuns)
 	}
 }
 

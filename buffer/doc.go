@@ -20,7 +20,8 @@
 //     WaitCommitted and Stats, and Append's done callback fires only then,
 //     from the committer goroutine, in seq order. Records are committed in
 //     seq order, so the spool always holds one contiguous run of seqs,
-//     FirstSeq..LastSeq, shortened only at its front (AckThrough, drop_oldest).
+//     FirstSeq..LastSeq, shortened only at its front (AckThrough,
+//     drop_oldest); records dropped behind the front become placeholders.
 //
 //   - Group commit. Many records share one transaction and one fsync. A
 //     record waits at most CommitInterval (200ms by default) for its commit;
@@ -38,9 +39,13 @@
 //     acknowledged to their source, which sends them again.
 //
 //   - Full. MaxBytes bounds the size of the records held, each counted as
-//     its encoded form plus 8 bytes for its seq. DropOldest (the default) deletes the oldest committed
-//     records in the commit transaction that overflows, counted as
-//     edgegw_dropped_total{reason="spool_full_oldest"}; RejectNew makes
+//     its encoded form plus 8 bytes for its seq. DropOldest (the default)
+//     deletes the oldest committed readings in the commit transaction that
+//     overflows, counted as edgegw_dropped_total{reason="spool_full_oldest"}.
+//     It keeps alert transitions and downtime events while there are
+//     readings to drop: the readings behind the oldest of those become
+//     placeholders, so seqs stay contiguous, and they go too, oldest first,
+//     only when nothing else is left. RejectNew makes
 //     Append return ErrFull, counted as reason="spool_full_rejected", when
 //     committed plus pending bytes would pass MaxBytes.
 //
@@ -49,7 +54,7 @@
 //     rolls the transaction back, and the records go back to wait in
 //     memory for the retry (with backoff, up to 5 s; logged once, and once
 //     more when commits work again). Up to 32 MiB of records wait; past
-//     that DropOldest drops the oldest waiting records and RejectNew
+//     that DropOldest drops the oldest waiting readings and RejectNew
 //     refuses new ones (Append returns ErrStalled), counted as
 //     reason="disk_full" (or "spool_backlog" when commits fail otherwise
 //     or just lag behind the input). Records with a done callback are never

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/edgegw/edgegw/gateway/metrics"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.etcd.io/bbolt"
+
+	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
 )
 
 func dropped(h *harness, reason string) float64 {
@@ -109,5 +112,106 @@ func TestRejectNew(t *testing.T) {
 	}
 	if st := h.s.Stats(); st.Records != 10 || st.FirstSeq != 6 || st.LastSeq != 15 {
 		t.Errorf("Stats = %+v, want records 6..15", st)
+	}
+}
+
+// drop_oldest drops readings, not the alert transitions and events among
+// them: once one of those is at the front, the readings behind it go,
+// where they are, and the rest keep their seqs. Chunks emptied that way
+// join the one before, so the file does not keep a trail of them. Only
+// when nothing but alerts and events is left do those go, oldest first.
+func TestDropOldestKeepsAlertsAndEvents(t *testing.T) {
+	const (
+		readings = 12000
+		maxBytes = 64 << 10
+	)
+	rsize := encodedSize(sampleReading(0))
+	isSpared := map[int]bool{0: true, 1: true, 2500: true, 6000: true, 11990: true}
+	recordAt := func(i int) reading.Record {
+		switch {
+		case i == 1 || i == 6000:
+			return sample(2) // a downtime event
+		case isSpared[i]:
+			return sample(1) // an alert transition
+		}
+		return sampleReading(i)
+	}
+	path := testPath(t)
+	h := start(t, path, func(o *Options) { o.MaxBytes = maxBytes })
+	for i := range readings {
+		if _, err := h.s.Append(recordAt(i), nil); err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+		if i%1000 == 999 {
+			h.flush() // several commits, each over the bound, each of several chunks
+		}
+	}
+	h.flush()
+
+	check := func(h *harness, when string) {
+		t.Helper()
+		recs := h.readAll()
+		var spared, kept int
+		oldestKept := uint64(0)
+		for _, r := range recs {
+			i := int(r.Seq - 1)
+			if !sameRecord(r, recordAt(i), r.Seq) {
+				t.Fatalf("%s: seq %d is not the record appended with it", when, r.Seq)
+			}
+			if isSpared[i] {
+				spared++
+				continue
+			}
+			kept++
+			if oldestKept == 0 {
+				oldestKept = r.Seq
+			}
+		}
+		if spared != len(isSpared) {
+			t.Errorf("%s: %d alerts and events kept, want all %d", when, spared, len(isSpared))
+		}
+		// The readings kept are the newest, contiguous up to the last.
+		for i := int(oldestKept - 1); i < readings; i++ {
+			if !isSpared[i] {
+				kept--
+			}
+		}
+		if kept != 0 {
+			t.Errorf("%s: the readings kept are not the newest ones from seq %d (off by %d)", when, oldestKept, kept)
+		}
+		st := h.s.Stats()
+		if st.Bytes > maxBytes || st.Bytes < maxBytes-rsize || st.Records != int64(len(recs)) || st.FirstSeq != 1 {
+			t.Errorf("%s: Stats %+v with %d records read, want up to %d bytes from seq 1", when, st, len(recs), maxBytes)
+		}
+		if got, want := dropped(h, metrics.DropSpoolFullOldest), float64(readings-len(recs)); when == "before restart" && got != want {
+			t.Errorf("dropped{spool_full_oldest} = %v, want %v", got, want)
+		}
+	}
+	check(h, "before restart")
+	h.stop()
+	var chunks int
+	withBolt(t, path, func(tx *bbolt.Tx) error { chunks = tx.Bucket(recordsBucket).Stats().KeyN; return nil })
+	if limit := int(maxBytes/chunkTarget) + 3; chunks > limit {
+		t.Errorf("%d chunks hold %d bytes of records, want at most %d", chunks, maxBytes, limit)
+	}
+	h = start(t, path, func(o *Options) { o.MaxBytes = maxBytes })
+	check(h, "after restart")
+
+	// Readings acknowledged, then only alerts and events over the bound:
+	// the oldest of them go.
+	if err := h.s.AckThrough(uint64(readings)); err != nil {
+		t.Fatal(err)
+	}
+	asize := encodedSize(sample(1))
+	n := int(maxBytes/asize) + 10
+	for range n {
+		if _, err := h.s.Append(sample(1), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.flush()
+	recs := h.readAll()
+	if len(recs) != int(maxBytes/asize) || recs[len(recs)-1].Seq != uint64(readings+n) {
+		t.Errorf("%d alerts kept up to seq %d, want the newest %d up to %d", len(recs), recs[len(recs)-1].Seq, maxBytes/asize, readings+n)
 	}
 }

@@ -177,7 +177,7 @@ func (s *Spool) ackFile(seq uint64) error {
 	var garbled int
 	err := s.update(func(tx *bbolt.Tx) error {
 		var err error
-		if _, garbled, err = dropFront(tx.Bucket(recordsBucket), &st, func(k uint64) bool { return k > seq }); err != nil {
+		if _, garbled, err = dropFront(tx.Bucket(recordsBucket), &st, func(k uint64, _ []byte) bool { return k > seq }); err != nil {
 			return err
 		}
 		return putState(tx, &st)

@@ -342,12 +342,13 @@ func refreshOldest(b *bbolt.Bucket, st *state) {
 }
 
 // dropFront removes records from the front of the spool, oldest first, up
-// to the first one for which keep is true, deleting each chunk once all its
-// records are gone. It returns how many records it removed and how many of
+// to the first one for which keep is true (called with nil for a seq
+// dropped before its commit, and before each chunk with nil for the first
+// seq held), deleting each chunk once all its records are gone. It returns how many records it removed and how many of
 // those were in a chunk too garbled to parse.
-func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64) bool) (n, garbled int, err error) {
+func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64, rec []byte) bool) (n, garbled int, err error) {
 	c := b.Cursor()
-	for st.seqs() > 0 && !keep(st.acked+1) {
+	for st.seqs() > 0 && !keep(st.acked+1, nil) {
 		k, v := c.First()
 		if len(k) != keyLen {
 			return n, garbled, corrupt("chunk key %x", k)
@@ -357,7 +358,7 @@ func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64) bool) (n, garbl
 			if seq <= st.acked {
 				return true
 			}
-			if keep(seq) {
+			if keep(seq, rec) {
 				stopped = true
 				return false
 			}
@@ -398,4 +399,122 @@ func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64) bool) (n, garbl
 	st.holes = min(st.holes, st.seqs())
 	refreshOldest(b, st)
 	return n, garbled, nil
+}
+
+// spared tells the records drop_oldest keeps while there are readings to
+// drop instead: alert transitions and downtime events, a few bytes each and
+// the line's history that Kafka's consumers read.
+func spared(rec []byte) bool {
+	k := reading.EncodedKind(rec)
+	return k == reading.KindAlert || k == reading.KindEvent
+}
+
+// dropOldest is drop_oldest: it removes the oldest readings until the
+// records held fit max. Readings go from the front of the spool; once an
+// alert transition or downtime event is at the front, the readings behind
+// it are dropped where they are, as placeholders (runs), so that the seqs
+// stay contiguous. Only when nothing but those is left do they go too,
+// oldest first. It returns how many records it removed and how many of
+// those were in a chunk too garbled to parse.
+func dropOldest(b *bbolt.Bucket, st *state, max int64) (n, garbled int, err error) {
+	fits := func() bool { return st.bytes <= max }
+	n, garbled, err = dropFront(b, st, func(_ uint64, rec []byte) bool { return fits() || (rec != nil && spared(rec)) })
+	if err != nil || fits() {
+		return n, garbled, err
+	}
+	thinned, err := thinReadings(b, st, fits)
+	n += thinned
+	if err != nil || fits() {
+		return n, garbled, err
+	}
+	more, g, err := dropFront(b, st, func(uint64, []byte) bool { return fits() })
+	return n + more, garbled + g, err
+}
+
+// thinReadings replaces the oldest readings held with runs until fits is
+// true or none is left, keeping every other record where it is. A chunk
+// left with nothing but runs joins the chunk before it, as does a
+// rewritten chunk that fits in the one before within chunkTarget, so that
+// a long outage's spool does not turn into a trail of tiny chunks that
+// every commit walks. A garbled chunk is left as it is.
+func thinReadings(b *bbolt.Bucket, st *state, fits func() bool) (n int, err error) {
+	type chunk struct {
+		key   uint64
+		buf   []byte // entries, but for a run at the end
+		tail  uint64 // seqs of the run at the end, not yet in buf
+		dirty bool   // buf differs from the stored value
+	}
+	put := func(c *chunk) error {
+		if c == nil || !c.dirty {
+			return nil
+		}
+		v := c.buf
+		if c.tail > 0 {
+			v = appendRun(v, c.tail)
+		}
+		return b.Put(seqKey(nil, c.key), v)
+	}
+	var prev *chunk
+	for from := uint64(0); !fits(); {
+		// A fresh cursor each time: Put and Delete invalidate one.
+		k, v := b.Cursor().Seek(seqKey(nil, from))
+		if k == nil {
+			break
+		}
+		if len(k) != keyLen {
+			return n, corrupt("chunk key %x", k)
+		}
+		key := binary.BigEndian.Uint64(k)
+		from = key + 1
+		cur := &chunk{key: key, buf: make([]byte, 0, len(v))}
+		kept := false
+		werr := walkChunk(key, v, func(seq uint64, rec []byte) bool {
+			switch {
+			case rec == nil || seq <= st.acked: // a run, or acknowledged already
+				cur.tail++
+			case !spared(rec) && !fits():
+				cur.tail++
+				cur.dirty = true
+				st.bytes -= int64(keyLen + len(rec))
+				st.holes++
+				n++
+			default:
+				if cur.tail > 0 {
+					cur.buf = appendRun(cur.buf, cur.tail)
+					cur.tail = 0
+				}
+				cur.buf = binary.AppendUvarint(cur.buf, uint64(len(rec)))
+				cur.buf = append(cur.buf, rec...)
+				kept = true
+			}
+			return true
+		})
+		switch {
+		case werr != nil:
+			if err := put(prev); err != nil {
+				return n, err
+			}
+			prev = nil
+			continue
+		case prev != nil && cur.dirty && (!kept || len(prev.buf)+len(cur.buf) < chunkTarget):
+			if len(cur.buf) > 0 {
+				if prev.tail > 0 {
+					prev.buf = appendRun(prev.buf, prev.tail)
+				}
+				prev.buf = append(prev.buf, cur.buf...)
+				prev.tail = 0
+			}
+			prev.tail += cur.tail
+			prev.dirty = true
+			if err := b.Delete(k); err != nil {
+				return n, err
+			}
+			continue
+		}
+		if err := put(prev); err != nil {
+			return n, err
+		}
+		prev = cur
+	}
+	return n, put(prev)
 }

@@ -66,8 +66,10 @@ func spoolFullOnKafka(t *testing.T, k *peers.Kafka) string {
 }
 
 // Kafka is away and the spool reaches buffer.max_bytes: drop_oldest drops,
-// edgegw_spool_full fires saying so; Kafka returns, the spool drains, the
-// alert resolves, and both transitions reach Kafka.
+// edgegw_spool_full fires saying so, and more than max_bytes of readings
+// follow, which drop_oldest drops instead of that firing transition;
+// Kafka returns, the spool drains, the alert resolves, and both
+// transitions reach Kafka.
 func TestSpoolFullAlertMaxBytes(t *testing.T) {
 	s := newStack(t)
 	s.bufExtra = ", max_bytes: 64KiB"
@@ -80,8 +82,17 @@ func TestSpoolFullAlertMaxBytes(t *testing.T) {
 	if a.Severity != "warning" || !strings.Contains(a.Message, "max_bytes") || !strings.Contains(a.Message, "drop_oldest") {
 		t.Errorf("alert %+v", a)
 	}
-	if n := testutil.ToFloat64(gw.g.Metrics().Dropped.WithLabelValues(metrics.DropSpoolFullOldest)); n == 0 {
+	drops := gw.g.Metrics().Dropped.WithLabelValues(metrics.DropSpoolFullOldest)
+	before := testutil.ToFloat64(drops)
+	if before == 0 {
 		t.Error("no drops counted")
+	}
+	publishStream(t, pub, 4000, 8000) // about 160 KiB more, after the firing transition
+	for deadline := time.Now().Add(20 * time.Second); testutil.ToFloat64(drops) < before+2000; {
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped{spool_full_oldest} went from %v to %v, want 2000 more", before, testutil.ToFloat64(drops))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	s.kafka.Start()
 	waitAlert(t, gw.g.Addr(), "edgegw_spool_full", "", 60*time.Second)

@@ -25,6 +25,15 @@ const flagClockUnsynced = 1
 // ErrCorrupt is returned by DecodeRecord for bytes that are not a record.
 var ErrCorrupt = errors.New("reading: corrupt record encoding")
 
+// EncodedKind is the kind of the record whose binary form is b, read from
+// its first two bytes without decoding the rest; 0 if b is not one.
+func EncodedKind(b []byte) Kind {
+	if len(b) < 2 || (b[0] != codecV1 && b[0] != codecV2) {
+		return 0
+	}
+	return Kind(b[1])
+}
+
 // AppendBinary appends the binary form of r (without its Seq) to dst.
 func (r *Record) AppendBinary(dst []byte) []byte {
 	format := byte(codecV1)

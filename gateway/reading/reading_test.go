@@ -39,11 +39,23 @@ func TestBinaryRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, r) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
 		}
+		if k := EncodedKind(b); k != r.Kind {
+			t.Errorf("EncodedKind = %v, want %v", k, r.Kind)
+		}
 		// Every strict prefix is rejected, never a panic or a silent success.
 		for i := 0; i < len(b); i++ {
 			if _, err := DecodeRecord(b[:i]); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("%v: prefix %d/%d: err = %v, want ErrCorrupt", r.Kind, i, len(b), err)
 			}
+		}
+	}
+	unsynced := FromReading(Reading{Sensor: "s", TS: t0, ClockUnsynced: true})
+	for _, c := range []struct {
+		b    []byte
+		want Kind
+	}{{unsynced.AppendBinary(nil), KindReading}, {nil, 0}, {[]byte{codecV1}, 0}, {[]byte{9, byte(KindAlert)}, 0}} {
+		if k := EncodedKind(c.b); k != c.want {
+			t.Errorf("EncodedKind(%x) = %v, want %v", c.b, k, c.want)
 		}
 	}
 }
