@@ -328,7 +328,7 @@ func (s *Spool) take() *batch {
 	}
 	s.spare = nil
 	s.urgent = false
-	s.inflight = b.memory()
+	s.inflight, s.inflightN = b.memory(), b.n
 	return b
 }
 
@@ -356,7 +356,7 @@ func (s *Spool) commit(b *batch) error {
 			s.spare = s.pend
 		}
 		s.pend = b
-		s.inflight = 0
+		s.inflight, s.inflightN = 0, 0
 		s.urgent = s.urgent || len(b.dones) > 0
 		s.mu.Unlock()
 		return err
@@ -514,7 +514,7 @@ func (s *Spool) publish(st state, committed bool) {
 	s.mu.Lock()
 	s.st = st
 	if committed {
-		s.inflight = 0
+		s.inflight, s.inflightN = 0, 0
 	}
 	close(s.changed)
 	s.changed = make(chan struct{})

@@ -137,6 +137,7 @@ type Spool struct {
 	pend       *batch // appended, waiting for the next commit
 	spare      *batch // the other buffer, reused once its commit is done
 	inflight   int64  // bytes of the batch being committed
+	inflightN  uint64 // seqs of the batch being committed
 	urgent     bool   // a done callback or a Flush is waiting
 	badThrough uint64 // undecodable records up to here are counted
 	st         state
@@ -408,7 +409,7 @@ type Stats struct {
 	FirstSeq uint64    // seq of the oldest record held; 0 when empty
 	LastSeq  uint64    // highest seq ever committed (kept after acks and restarts)
 	NextSeq  uint64    // the seq the next Append gets
-	Pending  int       // appended records not yet committed
+	Pending  int       // appended records not yet committed (also those a commit is writing)
 	OldestTS time.Time // time of the oldest record's reading, alert or event; zero when empty
 }
 
@@ -419,7 +420,7 @@ func (s *Spool) Stats() Stats {
 	return Stats{
 		Records: s.st.records() + int64(s.mem.len()), InMemory: int64(s.mem.len()), Memory: s.memOn,
 		Bytes: s.st.bytes, FirstSeq: s.st.first(), LastSeq: s.st.last,
-		NextSeq: s.nextSeq, Pending: int(s.pend.n), OldestTS: s.st.oldestTS,
+		NextSeq: s.nextSeq, Pending: int(s.pend.n + s.inflightN), OldestTS: s.st.oldestTS,
 	}
 }
 
