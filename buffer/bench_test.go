@@ -14,12 +14,19 @@ import (
 
 // benchSpool opens a spool on the real clock with default options, running
 // until the benchmark ends.
-func benchSpool(b *testing.B) *Spool {
+func benchSpool(b *testing.B) *Spool { return benchSpoolWith(b, nil) }
+
+// benchSpoolWith is benchSpool with the options changed by mod.
+func benchSpoolWith(b *testing.B, mod func(*Options)) *Spool {
 	b.Helper()
 	// reject_new: appends that outrun the disk are refused (ErrStalled)
 	// rather than dropped, so appendAll can wait for the disk instead.
-	s, err := Open(Options{Path: testPath(b), WhenFull: RejectNew, Metrics: metrics.New(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts := Options{Path: testPath(b), WhenFull: RejectNew, Metrics: metrics.New(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if mod != nil {
+		mod(&opts)
+	}
+	s, err := Open(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,6 +96,40 @@ func BenchmarkSpoolAppendWithDone(b *testing.B) {
 	appendAll(b, s, func() {})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkSpoolAppendFull appends to a spool at buffer.max_bytes (4 MiB)
+// under drop_oldest, so that every commit also drops as much as it adds:
+// from the front when readings are there, and behind an alert transition
+// at the front otherwise (thinReadings).
+func BenchmarkSpoolAppendFull(b *testing.B) {
+	for _, front := range []string{"reading", "alert"} {
+		b.Run("front="+front, func(b *testing.B) {
+			s := benchSpoolWith(b, func(o *Options) { o.WhenFull, o.MaxBytes = DropOldest, 4<<20 })
+			if front == "alert" {
+				if _, err := s.Append(sample(1), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			recs := benchRecords()
+			for i := int64(0); i < 2*(4<<20)/encodedSize(recs[0]); i++ {
+				if _, err := s.Append(recs[i%int64(len(recs))], nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			appendAll(b, s, nil)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			if st := s.Stats(); st.Bytes > 4<<20 || (front == "alert") != (st.FirstSeq == 1) {
+				b.Fatalf("Stats %+v", st)
+			}
+		})
+	}
 }
 
 // BenchmarkSpoolDrain measures the uplink's side after an outage: read a

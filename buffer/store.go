@@ -54,6 +54,7 @@ type state struct {
 	bytes    int64  // sum over the records held of keyLen + encoded size
 	holes    uint64 // seqs above acked that were dropped before their commit (runs)
 	oldestTS time.Time
+	thinFrom uint64 // no chunk before the one with this key holds a reading (thinReadings); not stored
 }
 
 // seqs is how many seqs the records bucket spans: records and holes.
@@ -436,7 +437,8 @@ func dropOldest(b *bbolt.Bucket, st *state, max int64) (n, garbled int, err erro
 // left with nothing but runs joins the chunk before it, as does a
 // rewritten chunk that fits in the one before within chunkTarget, so that
 // a long outage's spool does not turn into a trail of tiny chunks that
-// every commit walks. A garbled chunk is left as it is.
+// every commit walks; and the next call starts where this one stopped
+// (st.thinFrom), not at the front. A garbled chunk is left as it is.
 func thinReadings(b *bbolt.Bucket, st *state, fits func() bool) (n int, err error) {
 	type chunk struct {
 		key   uint64
@@ -455,7 +457,12 @@ func thinReadings(b *bbolt.Bucket, st *state, fits func() bool) (n int, err erro
 		return b.Put(seqKey(nil, c.key), v)
 	}
 	var prev *chunk
-	for from := uint64(0); !fits(); {
+	defer func() {
+		if prev != nil && err == nil {
+			st.thinFrom = prev.key // every reading before it was dropped
+		}
+	}()
+	for from := st.thinFrom; !fits(); {
 		// A fresh cursor each time: Put and Delete invalidate one.
 		k, v := b.Cursor().Seek(seqKey(nil, from))
 		if k == nil {
