@@ -3,8 +3,10 @@ package mqtt
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -22,10 +24,21 @@ import (
 // the previous write is on its way go out together (the PUBACKs of one
 // spool commit, typically), without delaying any.
 
+//
+// At QoS 0 paho's inbound path costs more than the reading itself: its
+// reader, its comms goroutine and its router hand each message on through
+// channels, three goroutine wake-ups a message. With publish set, the
+// connection takes the QoS 0 PUBLISH packets out of what it reads and hands
+// them to publish on the goroutine that reads (paho's reader), so a message
+// goes from the socket buffer to the sink without changing goroutine; paho
+// reads every other packet as before (CONNACK, SUBACK, PINGRESP, and any
+// PUBLISH at QoS 1 or 2) and keeps the connection and the session.
+
 // openConn is paho's OpenConnectionFunc for tcp:// and the TLS schemes.
 // Other schemes (ws://, wss://, unix://), and any scheme while a proxy is
-// configured in the environment, are left to paho's own.
-func openConn(timeout time.Duration) paho.OpenConnectionFunc {
+// configured in the environment, are left to paho's own. publish, if not
+// nil, takes the QoS 0 messages (see above).
+func openConn(timeout time.Duration, publish func(paho.Message)) paho.OpenConnectionFunc {
 	return func(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		d := &net.Dialer{Timeout: timeout}
 		var (
@@ -43,7 +56,9 @@ func openConn(timeout time.Duration) paho.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
-		return newBufferedConn(c), nil
+		b := newBufferedConn(c)
+		b.publish = publish
+		return b, nil
 	}
 }
 
@@ -91,7 +106,29 @@ type bufferedConn struct {
 	stopped chan struct{}
 	once    sync.Once
 	cerr    error
+
+	// The reading side, used by one goroutine at a time (paho's).
+	publish func(paho.Message) // takes QoS 0 PUBLISH packets; nil: paho reads everything
+	pass    int                // bytes of the current packet still to hand to paho
+	big     []byte             // a PUBLISH body longer than the read buffer
+	msg     publishMsg
 }
+
+// publishMsg is a QoS 0 message read by bufferedConn: its payload is valid
+// only until publish returns.
+type publishMsg struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+func (*publishMsg) Duplicate() bool   { return false }
+func (*publishMsg) Qos() byte         { return 0 }
+func (m *publishMsg) Retained() bool  { return m.retained }
+func (m *publishMsg) Topic() string   { return m.topic }
+func (*publishMsg) MessageID() uint16 { return 0 }
+func (m *publishMsg) Payload() []byte { return m.payload }
+func (*publishMsg) Ack()              {}
 
 var errConnClosed = errors.New("mqtt: connection closed")
 
@@ -102,7 +139,90 @@ func newBufferedConn(c net.Conn) *bufferedConn {
 	return b
 }
 
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+// errBadPacket fails a connection whose peer sent what is not MQTT.
+var errBadPacket = errors.New("mqtt: malformed packet from the broker")
+
+// Read hands paho what it reads, but for the QoS 0 PUBLISH packets, which
+// go to publish when it is set.
+func (b *bufferedConn) Read(p []byte) (int, error) {
+	if b.publish == nil {
+		return b.r.Read(p)
+	}
+	for b.pass == 0 {
+		n, err := b.nextPacket()
+		if err != nil {
+			return 0, err
+		}
+		b.pass = n
+	}
+	if len(p) > b.pass {
+		p = p[:b.pass]
+	}
+	n, err := b.r.Read(p)
+	b.pass -= n
+	return n, err
+}
+
+// nextPacket reads the fixed header of the next packet. A QoS 0 PUBLISH it
+// reads whole, hands to publish and returns 0 for; for any other packet it
+// returns the packet's size, header included, for Read to hand to paho
+// untouched.
+func (b *bufferedConn) nextPacket() (int, error) {
+	var (
+		first     byte
+		remaining int
+		hlen      int
+	)
+	for i := 1; hlen == 0; i++ { // the remaining length: 1 to 4 bytes of 7 bits
+		h, err := b.r.Peek(i + 1)
+		if err != nil {
+			return 0, err
+		}
+		first = h[0]
+		remaining |= int(h[i]&0x7f) << (7 * (i - 1))
+		switch {
+		case h[i]&0x80 == 0:
+			hlen = i + 1
+		case i == 4:
+			return 0, errBadPacket
+		}
+	}
+	if first>>4 != 3 || first&0x06 != 0 { // not a PUBLISH at QoS 0
+		return hlen + remaining, nil
+	}
+	if _, err := b.r.Discard(hlen); err != nil {
+		return 0, err
+	}
+	var (
+		body []byte
+		err  error
+	)
+	if remaining <= b.r.Size() {
+		body, err = b.r.Peek(remaining)
+	} else {
+		if cap(b.big) < remaining {
+			b.big = make([]byte, remaining)
+		}
+		body = b.big[:remaining]
+		_, err = io.ReadFull(b.r, body)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(body) < 2 || 2+int(binary.BigEndian.Uint16(body)) > len(body) {
+		return 0, errBadPacket
+	}
+	end := 2 + int(binary.BigEndian.Uint16(body))
+	b.msg = publishMsg{topic: string(body[2:end]), payload: body[end:], retained: first&1 != 0}
+	b.publish(&b.msg)
+	b.msg.payload = nil
+	if remaining <= b.r.Size() {
+		_, err = b.r.Discard(remaining)
+	} else if cap(b.big) > 1<<20 {
+		b.big = nil // a rare large message does not stay in memory
+	}
+	return 0, err
+}
 
 func (b *bufferedConn) Write(p []byte) (int, error) {
 	b.mu.Lock()

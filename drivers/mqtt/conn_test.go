@@ -3,11 +3,15 @@ package mqtt
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // tcpPair is a real loopback TCP connection: the client end wrapped.
@@ -184,5 +188,104 @@ func TestBufferedConnCloseStuckPeer(t *testing.T) {
 	}
 	if _, err := b.Write([]byte{1}); err == nil {
 		t.Fatal("write after close succeeded")
+	}
+}
+
+// With publish set, the QoS 0 PUBLISH packets go to it, whole and in
+// order, on the goroutine that reads, and paho's packet reader gets every
+// other packet untouched, in order with them: written all at once and
+// written a byte at a time, with a payload larger than the read buffer.
+func TestBufferedConnTakesQoS0Publish(t *testing.T) {
+	publish := func(topic string, qos byte, id uint16, retain bool, payload []byte) packets.ControlPacket {
+		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+		p.TopicName, p.Qos, p.MessageID, p.Retain, p.Payload = topic, qos, id, retain, payload
+		return p
+	}
+	suback := packets.NewControlPacket(packets.Suback).(*packets.SubackPacket)
+	suback.MessageID, suback.ReturnCodes = 3, []byte{0}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 100<<10/16)
+	stream := []packets.ControlPacket{
+		publish("line/a", 0, 0, false, []byte("1")),
+		packets.NewControlPacket(packets.Pingresp),
+		publish("line/q1", 1, 7, false, []byte("x")),
+		publish("line/r", 0, 0, true, []byte("2")),
+		publish("line/big", 0, 0, false, big),
+		publish("line/empty", 0, 0, false, nil),
+		publish("line/long", 0, 0, false, bytes.Repeat([]byte("7"), 200)), // two bytes of length
+		suback,
+	}
+	var wire bytes.Buffer
+	for _, p := range stream {
+		if err := p.Write(&wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"qos0 line/a 1", "PINGRESP", "PUBLISH line/q1 qos 1 id 7", "qos0 retained line/r 1",
+		"qos0 line/big 102400", "qos0 line/empty 0", "qos0 line/long 200", "SUBACK"}
+
+	for _, oneByte := range []bool{false, true} {
+		b, peer := tcpPair(t)
+		var got []string
+		var payloads [][]byte
+		b.publish = func(m paho.Message) {
+			s := "qos0 "
+			if m.Retained() {
+				s += "retained "
+			}
+			got = append(got, fmt.Sprintf("%s%s %d", s, m.Topic(), len(m.Payload())))
+			payloads = append(payloads, bytes.Clone(m.Payload()))
+		}
+		go func() {
+			if !oneByte {
+				peer.Write(wire.Bytes())
+				return
+			}
+			for _, c := range wire.Bytes() {
+				if _, err := peer.Write([]byte{c}); err != nil {
+					return
+				}
+			}
+		}()
+		for len(got) < len(want) {
+			cp, err := packets.ReadPacket(b)
+			if err != nil {
+				t.Fatalf("one byte at a time %v: after %q: %v", oneByte, got, err)
+			}
+			switch p := cp.(type) {
+			case *packets.PublishPacket:
+				got = append(got, fmt.Sprintf("PUBLISH %s qos %d id %d", p.TopicName, p.Qos, p.MessageID))
+			case *packets.PingrespPacket:
+				got = append(got, "PINGRESP")
+			case *packets.SubackPacket:
+				got = append(got, "SUBACK")
+			default:
+				got = append(got, cp.String())
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("one byte at a time %v:\n got %q\nwant %q", oneByte, got, want)
+		}
+		if string(payloads[0]) != "1" || string(payloads[1]) != "2" || !bytes.Equal(payloads[2], big) {
+			t.Fatalf("payloads changed: %q %q, big equal %v", payloads[0], payloads[1], bytes.Equal(payloads[2], big))
+		}
+	}
+}
+
+// A QoS 0 PUBLISH that is not MQTT fails the read, and so the connection
+// (paho reconnects); publish never sees it.
+func TestBufferedConnBadPublish(t *testing.T) {
+	for name, wire := range map[string][]byte{
+		"topic longer than the packet": {0x30, 0x03, 0x00, 0x05, 'a'},
+		"no topic length":              {0x30, 0x01, 0x00},
+		"five length bytes":            {0x30, 0xff, 0xff, 0xff, 0xff, 0x01},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, peer := tcpPair(t)
+			b.publish = func(m paho.Message) { t.Errorf("publish got %q", m.Topic()) }
+			go peer.Write(wire)
+			if _, err := packets.ReadPacket(b); !errors.Is(err, errBadPacket) {
+				t.Fatalf("ReadPacket: %v, want %v", err, errBadPacket)
+			}
+		})
 	}
 }

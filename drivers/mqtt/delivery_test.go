@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,12 +141,40 @@ func TestLeftoverSubscriptionDropped(t *testing.T) {
 	}
 }
 
+// At QoS 0 the connection hands the messages to the driver itself
+// (conn.go): in order, a payload larger than its read buffer among them,
+// and again on the connection made after the broker restarted.
 func TestQoS0PassesNoAck(t *testing.T) {
 	b := mqtttest.Start(t)
-	h := startDriver(t, b, setup{qos0: true, clientID: "gw-qos0"}, config.Sensor{ID: "v", Topic: "q0/v"})
+	h := startDriver(t, b, setup{qos0: true, clientID: "gw-qos0"},
+		config.Sensor{ID: "v", Topic: "q0/v"}, config.Sensor{ID: "j", Topic: "q0/j", Value: "$.v"})
 	b.Publish(t, "q0/v", "4", false, 1) // published at 1, delivered at the subscription's 0
 	if e := h.sink.wait(t, 1)[0]; e.ack != nil || e.r.Value != 4 {
 		t.Errorf("QoS 0 reading %+v with ack %v, want value 4 and no ack", e.r, e.ack != nil)
+	}
+	const n = 500
+	for i := range n {
+		if i == n/2 {
+			b.Publish(t, "q0/j", fmt.Sprintf(`{"pad": %q, "v": %d}`, strings.Repeat("x", 40<<10), i), false, 0)
+			continue
+		}
+		b.Publish(t, "q0/v", strconv.Itoa(i), false, 0)
+	}
+	got := h.sink.wait(t, 1+n)[1:]
+	for i, e := range got {
+		if e.r.Value != float64(i) || (e.r.Sensor == "j") != (i == n/2) {
+			t.Fatalf("reading %d is %s = %v", i, e.r.Sensor, e.r.Value)
+		}
+	}
+
+	b = b.Restart(t)
+	h.waitSubscribed(t, b)
+	b.Publish(t, "q0/v", "7", false, 0)
+	if e := h.sink.wait(t, 2+n)[1+n]; e.r.Value != 7 {
+		t.Errorf("after the restart: %+v, want 7", e.r)
+	}
+	if got := h.d.fromConn.Load(); got != 2+n {
+		t.Errorf("%d messages came straight from the connection, want all %d", got, 2+n)
 	}
 }
 

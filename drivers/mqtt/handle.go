@@ -15,9 +15,13 @@ import (
 )
 
 // handle turns one message into readings. paho calls it on its router
-// goroutine, one message at a time (SetOrderMatters), so blocking in Emit
-// is the back-pressure and per-sensor order is the broker's order.
+// goroutine, one message at a time (SetOrderMatters), or, at QoS 0, the
+// connection on paho's reader goroutine (conn.go); either way blocking in
+// Emit is the back-pressure and per-sensor order is the broker's order.
+// handleMu keeps the calls one at a time across a reconnect too.
 func (d *Driver) handle(_ paho.Client, m paho.Message) {
+	d.handleMu.Lock()
+	defer d.handleMu.Unlock()
 	ctx := d.ctx
 	if ctx.Err() != nil {
 		return // not acknowledged: the broker delivers it again after the restart

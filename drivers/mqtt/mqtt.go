@@ -15,8 +15,9 @@
 // redeliver it forever.
 //
 // Back-pressure: messages are handled one at a time, in order, on paho's
-// router goroutine; while the sink blocks, paho stops reading from the
-// socket and the broker queues. Cancelling Run's context unblocks it.
+// router goroutine (at QoS 0 on the goroutine reading the connection, see
+// conn.go); while the sink blocks, nothing more is read from the socket
+// and the broker queues. Cancelling Run's context unblocks it.
 package mqtt
 
 import (
@@ -24,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,8 +103,10 @@ type Driver struct {
 	ctx  context.Context
 	sink drivers.Sink
 
-	scratch    []*sensor         // handle's match buffer; paho calls handle serially
+	handleMu   sync.Mutex
+	scratch    []*sensor         // handle's match buffer, under handleMu
 	readings   []reading.Reading // handle's readings buffer
+	fromConn   atomic.Uint64     // messages the connection handed to handle (QoS 0)
 	outage     atomic.Bool       // an unreachable broker was logged
 	subscribed atomic.Bool       // the broker confirmed every filter on this connection
 	connLog    connectLog        // which failed connection attempts are logged (tls.go)
@@ -202,7 +206,17 @@ func (d *Driver) clientOptions() (*paho.ClientOptions, error) {
 		return nil, err
 	}
 	if u, err := url.Parse(d.url); err == nil && bufferedSchemes(u) {
-		o.SetCustomOpenConnectionFn(openConn(d.timing.connectTimeout)) // conn.go
+		var publish func(paho.Message)
+		if d.qos == 0 {
+			// Every delivery is at QoS 0: they go from the connection
+			// straight to handle (conn.go). At QoS 1, publishers' QoS 0
+			// messages stay on paho's path too, in order with the rest.
+			publish = func(m paho.Message) {
+				d.fromConn.Add(1)
+				d.handle(nil, m)
+			}
+		}
+		o.SetCustomOpenConnectionFn(openConn(d.timing.connectTimeout, publish)) // conn.go
 	}
 	return o, nil
 }
