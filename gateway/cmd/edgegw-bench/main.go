@@ -89,6 +89,11 @@ func main() {
 	if o.qos != 0 && o.qos != 1 {
 		fatalf("-qos: 0 or 1")
 	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			fatalf("-profile: %v", err)
+		}
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "edgegw-bench:", err)
 		os.Exit(1)
