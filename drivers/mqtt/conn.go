@@ -23,7 +23,6 @@ import (
 // connection below reads through a buffer and lets packets written while
 // the previous write is on its way go out together (the PUBACKs of one
 // spool commit, typically), without delaying any.
-
 //
 // At QoS 0 paho's inbound path costs more than the reading itself: its
 // reader, its comms goroutine and its router hand each message on through
@@ -32,7 +31,9 @@ import (
 // them to publish on the goroutine that reads (paho's reader), so a message
 // goes from the socket buffer to the sink without changing goroutine; paho
 // reads every other packet as before (CONNACK, SUBACK, PINGRESP, and any
-// PUBLISH at QoS 1 or 2) and keeps the connection and the session.
+// PUBLISH at QoS 1 or 2) and keeps the connection and the session. And
+// once it has handled what one read brought, it lets the next messages
+// gather for a moment (coalesce) before it reads again.
 
 // openConn is paho's OpenConnectionFunc for tcp:// and the TLS schemes.
 // Other schemes (ws://, wss://, unix://), and any scheme while a proxy is
@@ -56,7 +57,11 @@ func openConn(timeout time.Duration, publish func(paho.Message)) paho.OpenConnec
 		if err != nil {
 			return nil, err
 		}
-		b := newBufferedConn(c)
+		var src io.Reader = c
+		if q := quickAckReader(c); q != nil && publish != nil {
+			src = q // see coalesce
+		}
+		b := newBufferedConnFrom(c, src)
 		b.publish = publish
 		return b, nil
 	}
@@ -112,7 +117,18 @@ type bufferedConn struct {
 	pass    int                // bytes of the current packet still to hand to paho
 	big     []byte             // a PUBLISH body longer than the read buffer
 	msg     publishMsg
+	took    bool // a PUBLISH was taken since the buffer was last empty
 }
+
+// coalesce is how long the reader waits, after it handled every QoS 0
+// message a read brought, before it reads again: at 20,000 messages/s
+// through mosquitto, one read (and one wake-up of the pipeline) per 20
+// messages instead of one per one or two halves the gateway's CPU per
+// reading. It adds at most that to a reading's way, and nothing to one
+// that comes after a quiet spell. The connection asks for quick TCP
+// acknowledgements meanwhile (quickAckReader), or a broker sending with
+// Nagle's algorithm would wait up to 40 ms for them.
+const coalesce = time.Millisecond
 
 // publishMsg is a QoS 0 message read by bufferedConn: its payload is valid
 // only until publish returns.
@@ -132,8 +148,11 @@ func (*publishMsg) Ack()              {}
 
 var errConnClosed = errors.New("mqtt: connection closed")
 
-func newBufferedConn(c net.Conn) *bufferedConn {
-	b := &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, readBuffer), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newBufferedConn(c net.Conn) *bufferedConn { return newBufferedConnFrom(c, c) }
+
+// newBufferedConnFrom is newBufferedConn reading from src, which reads c.
+func newBufferedConnFrom(c net.Conn, src io.Reader) *bufferedConn {
+	b := &bufferedConn{Conn: c, r: bufio.NewReaderSize(src, readBuffer), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
 	b.cond = sync.NewCond(&b.mu)
 	go b.flush()
 	return b
@@ -168,6 +187,11 @@ func (b *bufferedConn) Read(p []byte) (int, error) {
 // returns the packet's size, header included, for Read to hand to paho
 // untouched.
 func (b *bufferedConn) nextPacket() (int, error) {
+	if b.took && b.r.Buffered() == 0 {
+		// Messages are coming: let some gather before the next read.
+		b.took = false
+		time.Sleep(coalesce)
+	}
 	var (
 		first     byte
 		remaining int
@@ -215,6 +239,7 @@ func (b *bufferedConn) nextPacket() (int, error) {
 	end := 2 + int(binary.BigEndian.Uint16(body))
 	b.msg = publishMsg{topic: string(body[2:end]), payload: body[end:], retained: first&1 != 0}
 	b.publish(&b.msg)
+	b.took = true
 	b.msg.payload = nil
 	if remaining <= b.r.Size() {
 		_, err = b.r.Discard(remaining)

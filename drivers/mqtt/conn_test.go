@@ -2,10 +2,12 @@ package mqtt
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -287,5 +289,35 @@ func TestBufferedConnBadPublish(t *testing.T) {
 				t.Fatalf("ReadPacket: %v, want %v", err, errBadPacket)
 			}
 		})
+	}
+}
+
+// The QoS 0 connection asks for quick acknowledgements on TCP, plain or
+// under TLS, and reads through unchanged; on anything else it reads as is.
+func TestQuickAckReader(t *testing.T) {
+	raw, peer := tcpPair(t)
+	q := quickAckReader(raw.Conn)
+	if runtime.GOOS != "linux" {
+		if q != nil {
+			t.Fatal("quick acknowledgements outside Linux")
+		}
+		return
+	}
+	if q == nil {
+		t.Fatal("no quick acknowledgements on a TCP connection")
+	}
+	go peer.Write([]byte("hello"))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(q, got); err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if quickAckReader(tls.Client(raw.Conn, &tls.Config{})) == nil {
+		t.Error("no quick acknowledgements under TLS")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if quickAckReader(a) != nil {
+		t.Error("quick acknowledgements on a pipe")
 	}
 }
