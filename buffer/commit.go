@@ -104,10 +104,11 @@ func appendRun(buf []byte, n uint64) []byte {
 
 // dropPending drops the oldest readings of b that no source waits for (no
 // done callback: a source waiting for one can send the record again, and is
-// kept; alert transitions and events are kept too, see spared), until need bytes are freed or none is left to drop, replacing them
-// with runs. It works in place: a run never takes more room than the
-// records it replaces, each at least two bytes. It returns the records
-// dropped and the bytes freed.
+// kept; alert transitions and events are kept too, see spared), until need
+// bytes are freed or none is left to drop, replacing them with runs. It
+// works in place: a run never takes more room than the records it
+// replaces, each at least two bytes. It returns the records dropped and the
+// bytes freed.
 func (b *batch) dropPending(need int64) (dropped int, freed int64) {
 	var (
 		w, r    int    // write and read offsets in buf

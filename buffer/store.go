@@ -345,8 +345,9 @@ func refreshOldest(b *bbolt.Bucket, st *state) {
 // dropFront removes records from the front of the spool, oldest first, up
 // to the first one for which keep is true (called with nil for a seq
 // dropped before its commit, and before each chunk with nil for the first
-// seq held), deleting each chunk once all its records are gone. It returns how many records it removed and how many of
-// those were in a chunk too garbled to parse.
+// seq held), deleting each chunk once all its records are gone. It returns
+// how many records it removed and how many of those were in a chunk too
+// garbled to parse.
 func dropFront(b *bbolt.Bucket, st *state, keep func(seq uint64, rec []byte) bool) (n, garbled int, err error) {
 	c := b.Cursor()
 	for st.seqs() > 0 && !keep(st.acked+1, nil) {

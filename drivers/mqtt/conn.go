@@ -121,14 +121,16 @@ type bufferedConn struct {
 }
 
 // coalesce is how long the reader waits, after it handled every QoS 0
-// message a read brought, before it reads again: at 20,000 messages/s
-// through mosquitto, one read (and one wake-up of the pipeline) per 20
-// messages instead of one per one or two halves the gateway's CPU per
-// reading. It adds at most that to a reading's way, and nothing to one
-// that comes after a quiet spell. The connection asks for quick TCP
-// acknowledgements meanwhile (quickAckReader), or a broker sending with
-// Nagle's algorithm would wait up to 40 ms for them.
-const coalesce = time.Millisecond
+// message a read brought, before it reads again: at 40,000 messages/s
+// through mosquitto, one read (and one wake-up of the pipeline) per 80
+// messages instead of one per one or two. Against reading at once, it
+// cuts the gateway's CPU per reading to a third; against 1 ms, it kept up
+// with 42,000-43,000/s instead of 39,000-41,000/s. It adds at most that
+// to a reading's way, and nothing to one that comes after a quiet spell.
+// The connection asks for quick TCP acknowledgements meanwhile
+// (quickAckReader), or a broker sending with Nagle's algorithm would wait
+// up to 40 ms for them.
+const coalesce = 2 * time.Millisecond
 
 // publishMsg is a QoS 0 message read by bufferedConn: its payload is valid
 // only until publish returns.
