@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgegw/edgegw/drivers/mqtt/mqtttest"
+	"github.com/edgegw/edgegw/gateway/internal/peers"
 )
 
 func write(t *testing.T, body string) string {
@@ -149,5 +157,60 @@ func TestCheckIncludesAndFlatten(t *testing.T) {
 	}
 	if code, out, errs := edgegw("check", "--config", alone); code != 0 || !strings.Contains(out, "valid; gateway gw-1, 1 sensors") {
 		t.Fatalf("the flattened file: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// `edgegw run` collects garbage at GOGC 50 unless the environment sets
+// GOGC, which then decides: as the runtime reports it on /metrics.
+func TestRunGOGC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	for _, c := range []struct{ env, want string }{{"", "50"}, {"GOGC=200", "200"}} {
+		dir := t.TempDir()
+		port := peers.FreePort(t)
+		cfg := filepath.Join(dir, "gw.yaml")
+		y := fmt.Sprintf(`gateway: {id: gw-gogc}
+http: {listen: "127.0.0.1:%d"}
+buffer: {path: %s/buffer.db}
+uplink: {kafka: {brokers: ["127.0.0.1:%d"]}}
+sensors:
+  - {id: t, driver: sim, signal: temperature, interval: 1s}
+`, port, dir, peers.FreePort(t))
+		if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "run", "--config", cfg)
+		cmd.Env = append(os.Environ(), "GOGC=")
+		if c.env != "" {
+			cmd.Env = append(cmd.Env, c.env)
+		}
+		var logs mqtttest.LogBuffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		deadline := time.Now().Add(20 * time.Second)
+		for got == "" && time.Now().Before(deadline) {
+			if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port)); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				for _, line := range strings.Split(string(body), "\n") {
+					if v, ok := strings.CutPrefix(line, "go_gc_gogc_percent "); ok {
+						got = v
+					}
+				}
+			}
+			if got == "" {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		if got != c.want {
+			t.Errorf("env %q: go_gc_gogc_percent %q, want %s; gateway logs:\n%s", c.env, got, c.want, logs.String())
+		}
 	}
 }
