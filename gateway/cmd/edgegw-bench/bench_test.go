@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,4 +62,37 @@ func TestQuantile(t *testing.T) {
 			t.Errorf("q(%v) = %v, want %v", q, got, want)
 		}
 	}
+}
+
+// A gateway that dies during the run (killed with SIGKILL two seconds
+// into it, by the script standing in for the binary) makes the bench fail
+// and name the gateway's log, never report a rate.
+func TestBenchGatewayDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	dir := t.TempDir()
+	real := filepath.Join(dir, "edgegw")
+	build := exec.Command("go", "build", "-o", real, "../edgegw")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	script := filepath.Join(dir, "dying-edgegw")
+	body := fmt.Sprintf("#!/bin/sh\n%q \"$@\" &\npid=$!\nsleep 2\nkill -9 $pid\nwait $pid\nexit 1\n", real)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := options{gateway: script, broker: "mochi", qos: 0, rates: []int{500, 1000}, step: 4 * time.Second, sensors: 10, rules: 2}
+	err := run(o)
+	_, logPath, ok := strings.Cut(fmt.Sprint(err), "(log: ")
+	if err == nil || !ok {
+		t.Fatalf("run = %v, want an error naming the gateway's log", err)
+	}
+	logPath = strings.TrimSuffix(logPath, ")")
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(logPath)) })
+	if log, rerr := os.ReadFile(logPath); rerr != nil || !strings.Contains(string(log), "msg=") {
+		t.Fatalf("the gateway's log %s: %v, %q: want it kept, with what the gateway wrote", logPath, rerr, log)
+	}
+	t.Log(err)
 }

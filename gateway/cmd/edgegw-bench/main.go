@@ -105,7 +105,7 @@ func fatalf(format string, args ...any) {
 	os.Exit(2)
 }
 
-func run(o options) error {
+func run(o options) (err error) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	dir, err := os.MkdirTemp("", "edgegw-bench-")
 	if err != nil {
@@ -113,9 +113,14 @@ func run(o options) error {
 	}
 	if o.keep {
 		fmt.Fprintln(os.Stderr, "work directory:", dir)
-	} else {
-		defer os.RemoveAll(dir)
 	}
+	defer func() {
+		// A failed run keeps its directory: the error names the gateway's
+		// log in it.
+		if !o.keep && err == nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	brokerURL, brokerPID, stopBroker, err := startBroker(o.broker, dir)
 	if err != nil {
 		return err
@@ -179,6 +184,9 @@ func run(o options) error {
 			break
 		}
 	}
+	if gw.exited() {
+		return fmt.Errorf("the gateway exited during the run (log: %s)", gw.logPath)
+	}
 	hwm, _ := procStatus(gw.cmd.Process.Pid, "VmHWM:")
 	anon, _ := procStatus(gw.cmd.Process.Pid, "RssAnon:")
 	file, _ := procStatus(gw.cmd.Process.Pid, "RssFile:")
@@ -192,9 +200,6 @@ func run(o options) error {
 		fmt.Printf("; mosquitto pid %d", brokerPID)
 	}
 	fmt.Println()
-	if gw.exited() {
-		return fmt.Errorf("the gateway exited during the run (log: %s)", gw.logPath)
-	}
 	if failed {
 		return fmt.Errorf("a step at or below %d readings/s lost readings or did not keep up", o.requireRate)
 	}
