@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/edgegw/edgegw/gateway/metrics"
+	"github.com/edgegw/edgegw/gateway/reading"
 	"go.etcd.io/bbolt"
 )
 
@@ -188,4 +189,46 @@ func chunkLeaves(t *testing.T, path string) []int64 {
 		off += 4096 * (1 + int(binary.LittleEndian.Uint32(b[off+12:])))
 	}
 	return offs
+}
+
+// drop_oldest over a garbled chunk, with alert transitions and events
+// (two thirds of sample's records) alone over the bound: thinning leaves
+// the garbled chunk as it is and drops every reading, the newest too; then
+// the oldest records go from the front, the garbled chunk with them. The
+// bound holds, nothing fails, and what is left is the newest alerts and
+// events.
+func TestDropOldestOverGarbledChunk(t *testing.T) {
+	const n, maxBytes = 3000, 4 << 10
+	h := damagedSpool(t, n, func(b *bbolt.Bucket, keys [][]byte) error {
+		mid := len(keys) / 2
+		junk := make([]byte, len(b.Get(keys[mid])))
+		for i := range junk {
+			junk[i] = 0xff
+		}
+		return b.Put(keys[mid], junk)
+	})
+	h.stop()
+	h = start(t, h.path, func(o *Options) { o.MaxBytes = maxBytes })
+	for i := range 200 {
+		if _, err := h.s.Append(sampleReading(n+i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.flush()
+	recs := h.readAll()
+	st := h.s.Stats()
+	if st.Bytes > maxBytes || st.Records != int64(len(recs)) || len(recs) == 0 {
+		t.Fatalf("Stats %+v with %d records read, want at most %d bytes", st, len(recs), maxBytes)
+	}
+	for i, r := range recs {
+		if r.Kind == reading.KindReading || !sameRecord(r, sample(int(r.Seq-1)), r.Seq) {
+			t.Fatalf("kept record %d (seq %d) is a reading or not the one appended with its seq", i, r.Seq)
+		}
+	}
+	if last := recs[len(recs)-1].Seq; last != n {
+		t.Errorf("newest kept record %d, want %d, the newest event", last, n)
+	}
+	if dropped(h, metrics.DropMalformed) == 0 {
+		t.Error("the garbled chunk's records were not counted as malformed")
+	}
 }
