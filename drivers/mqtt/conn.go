@@ -118,6 +118,27 @@ type bufferedConn struct {
 	big     []byte             // a PUBLISH body longer than the read buffer
 	msg     publishMsg
 	took    bool // a PUBLISH was taken since the buffer was last empty
+	topics  map[string]string
+}
+
+// maxTopics bounds topic's cache: a gateway's sensors use a few thousand
+// topics at most; beyond that (a wildcard over many), topics are copied.
+const maxTopics = 4096
+
+// topic is raw as a string, the same string each time for a topic seen
+// before, so that a message does not cost a copy of its topic.
+func (b *bufferedConn) topic(raw []byte) string {
+	if t, ok := b.topics[string(raw)]; ok { // no copy for the lookup
+		return t
+	}
+	t := string(raw)
+	if len(b.topics) < maxTopics {
+		if b.topics == nil {
+			b.topics = make(map[string]string)
+		}
+		b.topics[t] = t
+	}
+	return t
 }
 
 // coalesce is how long the reader waits, after it handled every QoS 0
@@ -239,7 +260,7 @@ func (b *bufferedConn) nextPacket() (int, error) {
 		return 0, errBadPacket
 	}
 	end := 2 + int(binary.BigEndian.Uint16(body))
-	b.msg = publishMsg{topic: string(body[2:end]), payload: body[end:], retained: first&1 != 0}
+	b.msg = publishMsg{topic: b.topic(body[2:end]), payload: body[end:], retained: first&1 != 0}
 	b.publish(&b.msg)
 	b.took = true
 	b.msg.payload = nil
