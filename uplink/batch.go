@@ -12,9 +12,9 @@ import (
 )
 
 // batch is one produce: records first..last of the spool, encoded. A batch
-// whose first WriteMessages succeeded is used again for a later one (its
+// whose first produce succeeded is used again for a later one (its
 // buffers: a 1,000-record batch is some 350 KB, garbage at every batch
-// otherwise); one that ever failed is not, because a WriteMessages that
+// otherwise); one that ever failed is not, because a produce that
 // returned on a timeout may still be reading it inside kafka-go.
 type batch struct {
 	first, last uint64

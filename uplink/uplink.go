@@ -221,10 +221,8 @@ func (u *Uplink) Run(ctx context.Context) error {
 		Dial:     u.sec.Dial,
 		SASL:     u.sec.watchSASL(u.opts.SASL),
 	}
-	w := u.newWriter(transport)
+	p := u.newProducer(transport)
 	defer transport.CloseIdleConnections()
-	// Close waits for a produce still inside kafka-go (at most WriteTimeout).
-	defer w.Close()
 
 	batches := make(chan *batch, 1)
 	acks := newAcker(u)
@@ -238,7 +236,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case b = <-batches:
 		}
-		if b == nil || u.send(ctx, w, b) != nil {
+		if b == nil || u.send(ctx, p, b) != nil {
 			break
 		}
 		u.sent.Store(b.last)
@@ -250,40 +248,19 @@ func (u *Uplink) Run(ctx context.Context) error {
 	return nil
 }
 
-func (u *Uplink) newWriter(t *kafka.Transport) *kafka.Writer {
-	return &kafka.Writer{
-		Addr:      kafka.TCP(u.opts.Brokers...),
-		Transport: t,
-		// Same partition for a key as the Java client and librdkafka's
-		// murmur2_random, so a key stays in one partition whoever produces.
-		Balancer:     kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll,
-		// We retry ourselves, keeping the whole batch and its order.
-		MaxAttempts: 1,
-		// Each WriteMessages carries at most BatchSize records, so a
-		// partition's batch never splits on count. Lingering happens before
-		// WriteMessages (see prepare): kafka-go's BatchTimeout is per
-		// partition, so a synchronous write of records spread over P
-		// partitions would otherwise wait the full timeout on every call
-		// (kafka-go v0.4.51). A 1µs timeout flushes each call at once: the
-		// batch's timer goroutine needs the partition lock, which
-		// writeMessages holds until it has added all of the call's records.
-		BatchSize:              u.opts.BatchSize,
-		BatchTimeout:           time.Microsecond,
-		ReadTimeout:            u.opts.WriteTimeout,
-		WriteTimeout:           u.opts.WriteTimeout,
-		Compression:            u.compression,
-		AllowAutoTopicCreation: true,
+func (u *Uplink) newProducer(t *kafka.Transport) *producer {
+	return &producer{
+		client:      &kafka.Client{Addr: kafka.TCP(u.opts.Brokers...), Transport: t, Timeout: u.opts.WriteTimeout},
+		transport:   t,
+		compression: u.compression,
 	}
 }
 
 // send produces b until Kafka acknowledges all of it or ctx ends.
-func (u *Uplink) send(ctx context.Context, w *kafka.Writer, b *batch) error {
-	// Checked before each attempt: kafka-go may queue a batch even on a
-	// cancelled context and send it while the writer closes.
+func (u *Uplink) send(ctx context.Context, p *producer, b *batch) error {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithTimeout(ctx, u.opts.WriteTimeout)
-		err := w.WriteMessages(wctx, b.msgs...)
+		err := p.write(wctx, b.msgs)
 		cancel()
 		if err == nil {
 			u.delivered(b)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -240,17 +241,22 @@ type stepResult struct {
 	lost, dups    int64
 	lat, alertLat durations
 	cpuPerMillion float64
-	peakRSS       int64
-	keptUp        bool
-	lastAfterPub  time.Duration
-	commits       float64       // spool commits in the step
-	commitMean    time.Duration // their mean duration
+	// benchCPUPerMillion is this process's: the publisher, the alert
+	// subscriber, kfake and the Kafka consumer (and mochi, when it is the
+	// broker).
+	benchCPUPerMillion float64
+	peakRSS            int64
+	keptUp             bool
+	lastAfterPub       time.Duration
+	commits            float64       // spool commits in the step
+	commitMean         time.Duration // their mean duration
 }
 
 // step holds rate for the step's duration, then waits for its readings.
 func (b *bench) step(rate int) stepResult {
 	pid := b.gw.cmd.Process.Pid
 	cpu0, _ := cpuSeconds(pid)
+	self0, _ := cpuSeconds(os.Getpid())
 	commits0, commitSecs0 := b.gw.metric("edgegw_buffer_commit_seconds_count"), b.gw.metric("edgegw_buffer_commit_seconds_sum")
 	dups0 := b.dups.Load()
 
@@ -283,6 +289,17 @@ func (b *bench) step(rate int) stepResult {
 		time.Sleep(b.o.step / 4)
 		secs := max(1, int(b.o.step.Seconds()/2))
 		base := filepath.Join(b.o.profile, fmt.Sprintf("%s-qos%d-%d", b.o.broker, b.o.qos, rate))
+		// This process's own profile over the same window: what the
+		// harness costs is what the broker and the gateway do not get.
+		if f, err := os.Create(base + ".bench.cpu.pprof"); err != nil {
+			fmt.Fprintln(os.Stderr, "edgegw-bench:", err)
+		} else if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "edgegw-bench: bench cpu profile:", err)
+			f.Close()
+		} else {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
 		if err := b.gw.profile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), base+".cpu.pprof"); err != nil {
 			fmt.Fprintln(os.Stderr, "edgegw-bench: cpu profile:", err)
 		}
@@ -304,11 +321,13 @@ func (b *bench) step(rate int) stepResult {
 	close(rssStop)
 	st.peakRSS = <-rssDone
 	cpu1, _ := cpuSeconds(pid)
+	self1, _ := cpuSeconds(os.Getpid())
 	n := b.next - first
 	got := n - st.lost
 	st.dups = b.dups.Load() - dups0
 	if got > 0 {
 		st.cpuPerMillion = (cpu1 - cpu0) / float64(got) * 1e6
+		st.benchCPUPerMillion = (self1 - self0) / float64(got) * 1e6
 		// The rate at which they arrived: both ends of the window are
 		// shifted by the latency.
 		if w := st.lastArrival.Sub(st.firstArrival); w > 0 {
