@@ -26,6 +26,8 @@ type memSource struct {
 	acked   uint64
 	acks    int
 	changed chan struct{} // closed and replaced on every append
+	// onRead, if set, is called with each ReadBatch's after, before it reads.
+	onRead func(after uint64)
 }
 
 func newMemSource() *memSource { return &memSource{changed: make(chan struct{})} }
@@ -45,6 +47,9 @@ func (s *memSource) Append(recs ...reading.Record) uint64 {
 }
 
 func (s *memSource) ReadBatch(after uint64, max int) ([]reading.Record, error) {
+	if s.onRead != nil {
+		s.onRead(after)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].Seq > after })
@@ -79,6 +84,13 @@ func (s *memSource) WaitCommitted(ctx context.Context, after uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// ackCount is how many times AckThrough was called.
+func (s *memSource) ackCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acks
 }
 
 func (s *memSource) state() (pending int, acked uint64) {

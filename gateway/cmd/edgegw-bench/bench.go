@@ -21,9 +21,10 @@ import (
 // in Kafka names the reading it carries; pubAt[n] and arrAt[n] are the
 // publisher's call and the record's arrival, in nanoseconds since base.
 type bench struct {
-	o    options
-	gw   *gatewayProc
-	base time.Time
+	o         options
+	gw        *gatewayProc
+	brokerPID int // mosquitto's; 0 when the broker is mochi, in this process
+	base      time.Time
 
 	pub    paho.Client
 	topics []string
@@ -50,12 +51,12 @@ type alertSample struct {
 	latency   time.Duration
 }
 
-func newBench(o options, brokerURL, kafkaAddr string, gw *gatewayProc) (*bench, error) {
+func newBench(o options, brokerURL string, brokerPID int, kafkaAddr string, gw *gatewayProc) (*bench, error) {
 	total := int64(o.sensors) + 1000
 	for _, r := range o.rates {
 		total += int64(float64(r)*o.step.Seconds()*1.02) + 1000
 	}
-	b := &bench{o: o, gw: gw, base: time.Now(), pubAt: make([]atomic.Int64, total), arrAt: make([]atomic.Int64, total),
+	b := &bench{o: o, gw: gw, brokerPID: brokerPID, base: time.Now(), pubAt: make([]atomic.Int64, total), arrAt: make([]atomic.Int64, total),
 		probeAt: map[int64]time.Time{}}
 	for i := range o.sensors {
 		b.topics = append(b.topics, "bench/"+sensorID(i))
@@ -245,11 +246,13 @@ type stepResult struct {
 	// subscriber, kfake and the Kafka consumer (and mochi, when it is the
 	// broker).
 	benchCPUPerMillion float64
-	peakRSS            int64
-	keptUp             bool
-	lastAfterPub       time.Duration
-	commits            float64       // spool commits in the step
-	commitMean         time.Duration // their mean duration
+	// brokerCPUPerMillion is mosquitto's; 0 for mochi (in this process).
+	brokerCPUPerMillion float64
+	peakRSS             int64
+	keptUp              bool
+	lastAfterPub        time.Duration
+	commits             float64       // spool commits in the step
+	commitMean          time.Duration // their mean duration
 }
 
 // step holds rate for the step's duration, then waits for its readings.
@@ -257,6 +260,7 @@ func (b *bench) step(rate int) stepResult {
 	pid := b.gw.cmd.Process.Pid
 	cpu0, _ := cpuSeconds(pid)
 	self0, _ := cpuSeconds(os.Getpid())
+	broker0 := brokerCPU(b.brokerPID)
 	commits0, commitSecs0 := b.gw.metric("edgegw_buffer_commit_seconds_count"), b.gw.metric("edgegw_buffer_commit_seconds_sum")
 	dups0 := b.dups.Load()
 
@@ -322,12 +326,14 @@ func (b *bench) step(rate int) stepResult {
 	st.peakRSS = <-rssDone
 	cpu1, _ := cpuSeconds(pid)
 	self1, _ := cpuSeconds(os.Getpid())
+	broker1 := brokerCPU(b.brokerPID)
 	n := b.next - first
 	got := n - st.lost
 	st.dups = b.dups.Load() - dups0
 	if got > 0 {
 		st.cpuPerMillion = (cpu1 - cpu0) / float64(got) * 1e6
 		st.benchCPUPerMillion = (self1 - self0) / float64(got) * 1e6
+		st.brokerCPUPerMillion = (broker1 - broker0) / float64(got) * 1e6
 		// The rate at which they arrived: both ends of the window are
 		// shifted by the latency.
 		if w := st.lastArrival.Sub(st.firstArrival); w > 0 {

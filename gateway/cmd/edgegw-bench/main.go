@@ -131,7 +131,7 @@ func run(o options) (err error) {
 		o.broker, o.qos, o.sensors, o.rules, o.step, time.Now().UTC().Format(time.RFC3339))
 	var ceiling float64
 	if o.ceiling || o.ceilingOnly {
-		if ceiling, err = brokerCeiling(o, brokerURL); err != nil {
+		if ceiling, err = brokerCeiling(o, brokerURL, brokerPID); err != nil {
 			return err
 		}
 	}
@@ -150,7 +150,7 @@ func run(o options) (err error) {
 	}
 	defer gw.stop()
 
-	b, err := newBench(o, brokerURL, kafka.ListenAddrs()[0], gw)
+	b, err := newBench(o, brokerURL, brokerPID, kafka.ListenAddrs()[0], gw)
 	if err != nil {
 		return err
 	}
@@ -159,8 +159,8 @@ func run(o options) (err error) {
 		return fmt.Errorf("warm-up: %w (gateway log: %s)", err, gw.logPath)
 	}
 
-	fmt.Println("| offered/s | reached Kafka/s | vs ceiling | lost | dup | reading→Kafka p50 / p99 / max | reading→alert p50 / p99 (n) | gateway CPU s per 1M | bench CPU s per 1M | peak RSS | spool commits (mean) | kept up |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| offered/s | reached Kafka/s | vs ceiling | lost | dup | reading→Kafka p50 / p99 / max | reading→alert p50 / p99 (n) | gateway CPU s per 1M | bench CPU s per 1M | mosquitto CPU s per 1M | peak RSS | spool commits (mean) | kept up |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	failed := false
 	best := 0.0
 	for _, rate := range o.rates {
@@ -169,11 +169,11 @@ func run(o options) (err error) {
 		if ceiling > 0 {
 			vs = fmt.Sprintf("%.0f %%", 100*s.throughput/ceiling)
 		}
-		fmt.Printf("| %d | %.0f | %s | %d | %d | %s / %s / %s | %s / %s (%d) | %.1f | %.1f | %.1f MB | %.0f (%s) | %s |\n",
+		fmt.Printf("| %d | %.0f | %s | %d | %d | %s / %s / %s | %s / %s (%d) | %.1f | %.1f | %s | %.1f MB | %.0f (%s) | %s |\n",
 			rate, s.throughput, vs, s.lost, s.dups,
 			ms(s.lat.q(0.5)), ms(s.lat.q(0.99)), ms(s.lat.q(1)),
 			ms(s.alertLat.q(0.5)), ms(s.alertLat.q(0.99)), len(s.alertLat),
-			s.cpuPerMillion, s.benchCPUPerMillion, float64(s.peakRSS)/(1<<20), s.commits, ms(s.commitMean), yes(s.keptUp))
+			s.cpuPerMillion, s.benchCPUPerMillion, perMillion(s.brokerCPUPerMillion), float64(s.peakRSS)/(1<<20), s.commits, ms(s.commitMean), yes(s.keptUp))
 		if s.keptUp && s.throughput > best {
 			best = s.throughput
 		}
@@ -332,7 +332,11 @@ func connect(url, id string, clean bool) (paho.Client, error) {
 // figures are compared with: the same paho publisher, paced at the same
 // rising rates for the same time, to one paho subscriber that only counts,
 // with the same test of keeping up; the highest rate it kept up with.
-func brokerCeiling(o options, url string) (float64, error) {
+//
+// Each step also shows the CPU seconds per million messages of this
+// process (publisher and subscriber) and of mosquitto, the two cores'
+// budget the gateway's run shares with Kafka and the gateway.
+func brokerCeiling(o options, url string, brokerPID int) (float64, error) {
 	qos := byte(o.qos)
 	var (
 		got   atomic.Int64
@@ -364,12 +368,14 @@ func brokerCeiling(o options, url string) (float64, error) {
 	}
 	best := 0.0
 	var sent int64
-	fmt.Print("broker ceiling (the same publisher, paced, to a subscriber that only counts):")
+	fmt.Println("broker ceiling (the same publisher, paced, to a subscriber that only counts):")
 	for _, rate := range o.rates {
 		got.Store(0)
 		first.Store(0)
 		last.Store(0)
 		start := sent
+		self0, _ := cpuSeconds(os.Getpid())
+		broker0 := brokerCPU(brokerPID)
 		var buf [20]byte
 		pace(rate, o.step, func(due int64) {
 			for ; sent < due; sent++ {
@@ -391,13 +397,40 @@ func brokerCeiling(o options, url string) (float64, error) {
 			rateGot = float64(g-1) / w.Seconds()
 		}
 		kept := g >= n && time.Duration(last.Load()-pubEnd) < time.Second && rateGot >= 0.95*float64(rate)
-		fmt.Printf(" %d→%.0f", rate, rateGot)
+		self1, _ := cpuSeconds(os.Getpid())
+		fmt.Printf("  %d→%.0f", rate, rateGot)
+		if g > 0 {
+			fmt.Printf(" (bench %.1f s", (self1-self0)/float64(g)*1e6)
+			if brokerPID > 0 {
+				fmt.Printf(", mosquitto %.1f s", (brokerCPU(brokerPID)-broker0)/float64(g)*1e6)
+			}
+			fmt.Print(" per 1M)")
+		}
 		if !kept {
-			fmt.Printf(" (lost %d, last %.0f ms after the publisher)", max(0, n-g), float64(last.Load()-pubEnd)/1e6)
+			fmt.Printf(" (lost %d, last %.0f ms after the publisher)\n", max(0, n-g), float64(last.Load()-pubEnd)/1e6)
 			break
 		}
+		fmt.Println()
 		best = max(best, rateGot)
 	}
-	fmt.Printf("\nbroker ceiling: %.0f msgs/s\n\n", best)
+	fmt.Printf("broker ceiling: %.0f msgs/s\n\n", best)
 	return best, nil
+}
+
+// brokerCPU is mosquitto's CPU seconds so far; 0 when the broker runs in
+// this process (pid 0) or cannot be read.
+func brokerCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	s, _ := cpuSeconds(pid)
+	return s
+}
+
+// perMillion formats CPU seconds per million, "—" when not measured.
+func perMillion(v float64) string {
+	if v <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
