@@ -37,6 +37,16 @@ type Sink interface {
 	Emit(ctx context.Context, r reading.Reading, ack func()) error
 }
 
+// BatchSink is what a Sink may also offer a source that reads many
+// readings at once and needs no acknowledgement for them (MQTT QoS 0, a
+// socket buffer at a time): EmitBatch hands them to the pipeline together,
+// one goroutine wake-up for the lot instead of one per reading. It blocks
+// and fails as Emit does; rs is not kept after it returns. The gateway's
+// sink implements it; a driver checks with a type assertion.
+type BatchSink interface {
+	EmitBatch(ctx context.Context, rs []reading.Reading) error
+}
+
 // Mark identifies a message that a source delivers again until it is
 // acknowledged (an MQTT QoS 1 packet id, and a hash of topic and payload).
 type Mark struct {

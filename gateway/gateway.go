@@ -95,6 +95,7 @@ type Gateway struct {
 	beat         atomic.Int64
 	notifyFailed atomic.Bool // an sd_notify failed (logged once)
 	in           chan item
+	batchFree    chan []reading.Reading // batch buffers not in g.in (sink.EmitBatch)
 	ready        atomic.Bool
 
 	fail      func(part string, err error) // set by Run: logs a part that stopped with an error
@@ -107,12 +108,22 @@ type namedDriver struct {
 	d    drivers.Driver
 }
 
-// item is one reading on its way from a driver to the pipeline goroutine.
+// item is one reading on its way from a driver to the pipeline goroutine,
+// or a batch of them (sink.EmitBatch).
 type item struct {
-	r    reading.Reading
-	ack  func()
-	mark *buffer.Mark // the redelivery mark its commit records (drivers.Marker)
+	r     reading.Reading
+	ack   func()
+	mark  *buffer.Mark      // the redelivery mark its commit records (drivers.Marker)
+	batch []reading.Reading // if not nil, the readings, r unused; from g.batchFree
 }
+
+// Batches (sink.EmitBatch) go through g.in like single readings, in
+// buffers from g.batchFree: at most batchBuffers of them are taken at a
+// time, so that memory stays bounded as with InputQueue single readings.
+const (
+	batchBuffers = 16
+	batchMax     = 256 // readings a buffer holds; a longer batch takes several
+)
 
 // New builds a gateway from a checked config: it opens the spool and binds
 // the HTTP port, so that a file it cannot write or a port already taken
@@ -138,6 +149,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, opts: opts, log: opts.Logger, clock: opts.Clock, metrics: metrics.New()}
 	g.in = make(chan item, opts.InputQueue)
+	g.batchFree = make(chan []reading.Reading, batchBuffers)
+	for range batchBuffers {
+		g.batchFree <- make([]reading.Reading, 0, batchMax)
+	}
 	g.swap = make(chan swapRequest)
 	g.started = g.clock.Now()
 	g.clockUnsynced.Store(opts.ClockSync() == clocksync.Unsynced)
@@ -379,6 +394,27 @@ func (s sink) send(ctx context.Context, it item) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// EmitBatch is the sink's drivers.BatchSink: rs go to the pipeline in
+// batches of up to batchMax, each one send on g.in.
+func (s sink) EmitBatch(ctx context.Context, rs []reading.Reading) error {
+	for len(rs) > 0 {
+		var buf []reading.Reading
+		select {
+		case buf = <-s.g.batchFree:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		n := min(len(rs), batchMax)
+		buf = append(buf[:0], rs[:n]...)
+		if err := s.send(ctx, item{batch: buf}); err != nil {
+			s.g.batchFree <- buf // the one taken: there is room
+			return err
+		}
+		rs = rs[n:]
+	}
+	return nil
 }
 
 // The sink is a drivers.Marker: MQTT redeliveries of messages the spool

@@ -30,6 +30,13 @@ func (g *Gateway) pipeline() {
 			if !ok {
 				return
 			}
+			if it.batch != nil {
+				for i := range it.batch {
+					g.handle(item{r: it.batch[i]})
+				}
+				g.batchFree <- it.batch[:0]
+				continue
+			}
 			g.handle(it)
 		case req := <-g.swap:
 			g.applySwap(req)

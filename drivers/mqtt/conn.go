@@ -32,14 +32,16 @@ import (
 // goes from the socket buffer to the sink without changing goroutine; paho
 // reads every other packet as before (CONNACK, SUBACK, PINGRESP, and any
 // PUBLISH at QoS 1 or 2) and keeps the connection and the session. And
-// once it has handled what one read brought, it lets the next messages
-// gather for a moment (coalesce) before it reads again.
+// once it has handled what one read brought, it calls idle (the driver
+// hands the read's readings to the pipeline in one batch) and lets the
+// next messages gather for a moment (coalesce) before it reads again.
 
 // openConn is paho's OpenConnectionFunc for tcp:// and the TLS schemes.
 // Other schemes (ws://, wss://, unix://), and any scheme while a proxy is
 // configured in the environment, are left to paho's own. publish, if not
-// nil, takes the QoS 0 messages (see above).
-func openConn(timeout time.Duration, publish func(paho.Message)) paho.OpenConnectionFunc {
+// nil, takes the QoS 0 messages (see above), and idle, if not nil, is
+// called when the messages publish was given may be handed on (flush).
+func openConn(timeout time.Duration, publish func(paho.Message), idle func()) paho.OpenConnectionFunc {
 	return func(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		d := &net.Dialer{Timeout: timeout}
 		var (
@@ -62,7 +64,7 @@ func openConn(timeout time.Duration, publish func(paho.Message)) paho.OpenConnec
 			src = q // see coalesce
 		}
 		b := newBufferedConnFrom(c, src)
-		b.publish = publish
+		b.publish, b.idle = publish, idle
 		return b, nil
 	}
 }
@@ -114,30 +116,45 @@ type bufferedConn struct {
 
 	// The reading side, used by one goroutine at a time (paho's).
 	publish func(paho.Message) // takes QoS 0 PUBLISH packets; nil: paho reads everything
-	pass    int                // bytes of the current packet still to hand to paho
-	big     []byte             // a PUBLISH body longer than the read buffer
-	msg     publishMsg
-	took    bool // a PUBLISH was taken since the buffer was last empty
-	topics  map[string]string
+	// idle, if not nil, is called after publish took messages, before
+	// anything that may wait: a read of the socket (the coalescing pause
+	// first), an error returned, a packet handed to paho. The driver hands
+	// on then the readings it held (Driver.flush); see handOn.
+	idle   func()
+	pass   int    // bytes of the current packet still to hand to paho
+	big    []byte // a PUBLISH body longer than the read buffer
+	msg    publishMsg
+	took   bool // a PUBLISH was taken since idle was last called (handOn)
+	topics map[string]*topicRef
+}
+
+// topicRef is a topic the connection has seen: its string, made once, and
+// the sensors it feeds, which handle looks up the first time (routes
+// are fixed for a driver's life, and a connection is one driver's).
+type topicRef struct {
+	topic    string
+	targets  []*sensor
+	resolved bool
 }
 
 // maxTopics bounds topic's cache: a gateway's sensors use a few thousand
-// topics at most; beyond that (a wildcard over many), topics are copied.
+// topics at most; beyond that (a wildcard over many), topics are copied
+// and matched for each message.
 const maxTopics = 4096
 
-// topic is raw as a string, the same string each time for a topic seen
-// before, so that a message does not cost a copy of its topic.
-func (b *bufferedConn) topic(raw []byte) string {
+// topic is raw's entry in the cache, nil when the cache is full.
+func (b *bufferedConn) topic(raw []byte) *topicRef {
 	if t, ok := b.topics[string(raw)]; ok { // no copy for the lookup
 		return t
 	}
-	t := string(raw)
-	if len(b.topics) < maxTopics {
-		if b.topics == nil {
-			b.topics = make(map[string]string)
-		}
-		b.topics[t] = t
+	if len(b.topics) >= maxTopics {
+		return nil
 	}
+	if b.topics == nil {
+		b.topics = make(map[string]*topicRef)
+	}
+	t := &topicRef{topic: string(raw)}
+	b.topics[t.topic] = t
 	return t
 }
 
@@ -157,6 +174,7 @@ const coalesce = 2 * time.Millisecond
 // only until publish returns.
 type publishMsg struct {
 	topic    string
+	ref      *topicRef // nil when the connection's cache is full
 	payload  []byte
 	retained bool
 }
@@ -192,6 +210,9 @@ func (b *bufferedConn) Read(p []byte) (int, error) {
 	}
 	for b.pass == 0 {
 		n, err := b.nextPacket()
+		if err != nil || n > 0 {
+			b.handOn()
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -210,10 +231,13 @@ func (b *bufferedConn) Read(p []byte) (int, error) {
 // returns the packet's size, header included, for Read to hand to paho
 // untouched.
 func (b *bufferedConn) nextPacket() (int, error) {
-	if b.took && b.r.Buffered() == 0 {
-		// Messages are coming: let some gather before the next read.
-		b.took = false
-		time.Sleep(coalesce)
+	if b.took && !b.packetBuffered() {
+		// The next packet needs a read: hand on what was taken, and
+		// if the buffer is empty, let messages gather before reading.
+		b.handOn()
+		if b.r.Buffered() == 0 {
+			time.Sleep(coalesce)
+		}
 	}
 	var (
 		first     byte
@@ -260,7 +284,12 @@ func (b *bufferedConn) nextPacket() (int, error) {
 		return 0, errBadPacket
 	}
 	end := 2 + int(binary.BigEndian.Uint16(body))
-	b.msg = publishMsg{topic: b.topic(body[2:end]), payload: body[end:], retained: first&1 != 0}
+	b.msg = publishMsg{payload: body[end:], retained: first&1 != 0}
+	if b.msg.ref = b.topic(body[2:end]); b.msg.ref != nil {
+		b.msg.topic = b.msg.ref.topic
+	} else {
+		b.msg.topic = string(body[2:end])
+	}
 	b.publish(&b.msg)
 	b.took = true
 	b.msg.payload = nil
@@ -270,6 +299,28 @@ func (b *bufferedConn) nextPacket() (int, error) {
 		b.big = nil // a rare large message does not stay in memory
 	}
 	return 0, err
+}
+
+// handOn calls idle once for the messages taken since the last time.
+func (b *bufferedConn) handOn() {
+	if b.took && b.idle != nil {
+		b.idle()
+	}
+	b.took = false
+}
+
+// packetBuffered reports whether a whole packet is in the read buffer, so
+// that reading it does not touch the socket.
+func (b *bufferedConn) packetBuffered() bool {
+	h, _ := b.r.Peek(b.r.Buffered())
+	remaining := 0
+	for i := 1; i < len(h) && i <= 4; i++ {
+		remaining |= int(h[i]&0x7f) << (7 * (i - 1))
+		if h[i]&0x80 == 0 {
+			return i+1+remaining <= len(h)
+		}
+	}
+	return false
 }
 
 func (b *bufferedConn) Write(p []byte) (int, error) {

@@ -280,6 +280,102 @@ func TestBufferedConnTakesQoS0Publish(t *testing.T) {
 	}
 }
 
+// idle is called once the messages taken so far may be handed on: before
+// the connection reads the socket again (here: with half a packet in its
+// buffer, whose other half the peer has not sent yet), before it hands a
+// packet to paho, and before it returns an error; never between the
+// messages one read brought.
+func TestBufferedConnIdle(t *testing.T) {
+	b, peer := tcpPair(t)
+	var (
+		events []string // publish and idle run on the reading goroutine
+		idle   = make(chan []string, 4)
+	)
+	b.publish = func(m paho.Message) { events = append(events, string(m.Payload())) }
+	b.idle = func() {
+		events = append(events, "IDLE")
+		idle <- append([]string(nil), events...)
+	}
+	var wire bytes.Buffer
+	for _, v := range []string{"a", "b", "c", "d"} {
+		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+		p.TopicName, p.Payload = "line/v", []byte(v)
+		if err := p.Write(&wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := packets.NewControlPacket(packets.Pingresp).Write(&wire); err != nil {
+		t.Fatal(err)
+	}
+	w := wire.Bytes()
+	half := len(w) - 2 - 5 // "d" is 11 bytes; the PINGRESP 2
+	if _, err := peer.Write(w[:half]); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		cp  packets.ControlPacket
+		err error
+	}
+	read := make(chan result, 2)
+	go func() {
+		for range 2 {
+			cp, err := packets.ReadPacket(b)
+			read <- result{cp, err}
+		}
+	}()
+	wait := func(want string) {
+		t.Helper()
+		select {
+		case got := <-idle:
+			if fmt.Sprint(got) != want {
+				t.Fatalf("at idle: %v, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("idle not called; want %s", want)
+		}
+	}
+	wait("[a b c IDLE]") // before reading the rest of "d"
+	if _, err := peer.Write(w[half:]); err != nil {
+		t.Fatal(err)
+	}
+	wait("[a b c IDLE d IDLE]") // before the PINGRESP goes to paho
+	if r := <-read; r.err != nil {
+		t.Fatalf("read: %v; want the PINGRESP", r.err)
+	} else if _, ok := r.cp.(*packets.PingrespPacket); !ok {
+		t.Fatalf("read %v, %v; want the PINGRESP", r.cp, r.err)
+	}
+	peer.Close()
+	if r := <-read; r.err == nil {
+		t.Fatalf("read %v after the peer closed", r.cp)
+	}
+	select {
+	case got := <-idle:
+		t.Fatalf("idle called with nothing taken: %v", got)
+	default:
+	}
+}
+
+// The topic cache gives the same entry for a topic seen before, and none
+// once it holds maxTopics (handle then matches the topic itself).
+func TestBufferedConnTopicCache(t *testing.T) {
+	b := &bufferedConn{}
+	first := b.topic([]byte("line/0"))
+	if first == nil || first.topic != "line/0" || b.topic([]byte("line/0")) != first {
+		t.Fatalf("entry %+v not kept", first)
+	}
+	for i := 1; i < maxTopics; i++ {
+		if b.topic([]byte(fmt.Sprintf("line/%d", i))) == nil {
+			t.Fatalf("topic %d not cached", i)
+		}
+	}
+	if r := b.topic([]byte("line/over")); r != nil {
+		t.Fatalf("topic %d cached: %+v", maxTopics+1, r)
+	}
+	if b.topic([]byte("line/0")) != first {
+		t.Fatal("a cached topic lost once the cache is full")
+	}
+}
+
 // A QoS 0 PUBLISH that is not MQTT fails the read, and so the connection
 // (paho reconnects); publish never sees it.
 func TestBufferedConnBadPublish(t *testing.T) {

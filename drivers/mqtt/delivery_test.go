@@ -145,8 +145,17 @@ func TestLeftoverSubscriptionDropped(t *testing.T) {
 // (conn.go): in order, a payload larger than its read buffer among them,
 // and again on the connection made after the broker restarted.
 func TestQoS0PassesNoAck(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch sink %v", batch), func(t *testing.T) { testQoS0PassesNoAck(t, batch) })
+	}
+}
+
+// testQoS0PassesNoAck: QoS 0 readings come straight from the connection,
+// with no ack, in order, across a broker restart; to a drivers.BatchSink
+// they all go in batches.
+func testQoS0PassesNoAck(t *testing.T, batch bool) {
 	b := mqtttest.Start(t)
-	h := startDriver(t, b, setup{qos0: true, clientID: "gw-qos0"},
+	h := startDriver(t, b, setup{qos0: true, clientID: "gw-qos0", batch: batch},
 		config.Sensor{ID: "v", Topic: "q0/v"}, config.Sensor{ID: "j", Topic: "q0/j", Value: "$.v"})
 	b.Publish(t, "q0/v", "4", false, 1) // published at 1, delivered at the subscription's 0
 	if e := h.sink.wait(t, 1)[0]; e.ack != nil || e.r.Value != 4 {
@@ -175,6 +184,20 @@ func TestQoS0PassesNoAck(t *testing.T) {
 	}
 	if got := h.d.fromConn.Load(); got != 2+n {
 		t.Errorf("%d messages came straight from the connection, want all %d", got, 2+n)
+	}
+	sizes, sum := h.sink.batchSizes(), 0
+	for _, s := range sizes {
+		sum += s
+		if s > maxHeld {
+			t.Errorf("a batch of %d readings, over %d", s, maxHeld)
+		}
+	}
+	want := 0 // a plain sink gets Emit only
+	if batch {
+		want = 2 + n
+	}
+	if sum != want {
+		t.Errorf("%d readings came in %d batches, want %d", sum, len(sizes), want)
 	}
 }
 

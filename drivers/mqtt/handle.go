@@ -28,8 +28,16 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 	}
 	now := d.env.Clock.Now()
 	topic := m.Topic()
-	targets := d.routes.match(topic, d.scratch[:0])
-	d.scratch = targets
+	var targets []*sensor
+	if pm, ok := m.(*publishMsg); ok && pm.ref != nil {
+		if !pm.ref.resolved {
+			pm.ref.targets, pm.ref.resolved = d.routes.match(topic, nil), true
+		}
+		targets = pm.ref.targets
+	} else {
+		targets = d.routes.match(topic, d.scratch[:0])
+		d.scratch = targets
+	}
 	if len(targets) == 0 {
 		// A persistent session keeps the subscriptions of an earlier config.
 		d.unknown.Inc()
@@ -77,6 +85,18 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 	}
 	d.readings = rs
 
+	if _, direct := m.(*publishMsg); direct && !marks {
+		if bs, ok := d.sink.(drivers.BatchSink); ok {
+			// Held until the connection has handled what one read
+			// brought (flush), then handed over in one go.
+			d.pending = append(d.pending, rs...)
+			if len(d.pending) >= maxHeld {
+				d.flushPending(bs)
+			}
+			return
+		}
+	}
+
 	var ack *messageAck
 	if m.Qos() > 0 {
 		ack = &messageAck{msg: m, acks: &d.acks}
@@ -111,6 +131,33 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 	if ack != nil {
 		ack.done()
 	}
+}
+
+// maxHeld is the most QoS 0 readings handle holds before it hands them
+// over without waiting for the end of the read.
+const maxHeld = 256
+
+// flush hands over the QoS 0 readings handle holds. The connection calls
+// it once it has handled what one read brought, before it waits or reads
+// again, and before it returns an error.
+func (d *Driver) flush() {
+	d.handleMu.Lock()
+	defer d.handleMu.Unlock()
+	if bs, ok := d.sink.(drivers.BatchSink); ok {
+		d.flushPending(bs)
+	}
+}
+
+// flushPending is flush under handleMu. Readings the sink does not take
+// (it stops) are dropped, as Emit's are at QoS 0.
+func (d *Driver) flushPending(bs drivers.BatchSink) {
+	if len(d.pending) == 0 {
+		return
+	}
+	if d.ctx.Err() == nil {
+		_ = bs.EmitBatch(d.ctx, d.pending)
+	}
+	d.pending = d.pending[:0]
 }
 
 // messageHash is FNV-1a (64 bits) of topic, a zero byte and payload: with

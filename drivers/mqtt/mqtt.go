@@ -106,6 +106,7 @@ type Driver struct {
 	handleMu   sync.Mutex
 	scratch    []*sensor         // handle's match buffer, under handleMu
 	readings   []reading.Reading // handle's readings buffer
+	pending    []reading.Reading // QoS 0 readings held for one EmitBatch (flushPending), under handleMu
 	fromConn   atomic.Uint64     // messages the connection handed to handle (QoS 0)
 	outage     atomic.Bool       // an unreachable broker was logged
 	subscribed atomic.Bool       // the broker confirmed every filter on this connection
@@ -216,7 +217,7 @@ func (d *Driver) clientOptions() (*paho.ClientOptions, error) {
 				d.handle(nil, m)
 			}
 		}
-		o.SetCustomOpenConnectionFn(openConn(d.timing.connectTimeout, publish)) // conn.go
+		o.SetCustomOpenConnectionFn(openConn(d.timing.connectTimeout, publish, d.flush)) // conn.go
 	}
 	return o, nil
 }

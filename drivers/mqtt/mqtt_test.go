@@ -47,6 +47,7 @@ type testSink struct {
 	got     []emitted
 	block   bool
 	entered chan struct{}
+	batches []int // sizes of the batches a batchSink took
 }
 
 func (s *testSink) Emit(ctx context.Context, r reading.Reading, ack func()) error {
@@ -59,6 +60,33 @@ func (s *testSink) Emit(ctx context.Context, r reading.Reading, ack func()) erro
 	defer s.mu.Unlock()
 	s.got = append(s.got, emitted{r, ack})
 	return nil
+}
+
+// batchSink is a testSink that also takes batches, as the gateway's sink
+// does: it records each batch's size, and its readings as emitted with no
+// ack.
+type batchSink struct{ *testSink }
+
+func (s batchSink) EmitBatch(ctx context.Context, rs []reading.Reading) error {
+	if s.block {
+		s.entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rs {
+		s.got = append(s.got, emitted{r: r})
+	}
+	s.batches = append(s.batches, len(rs))
+	return nil
+}
+
+// batchSizes is the size of each batch EmitBatch took.
+func (s *testSink) batchSizes() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.batches...)
 }
 
 // wait returns the first n readings once there are n.
@@ -106,6 +134,7 @@ type setup struct {
 	clock    clockwork.Clock
 	sink     *testSink
 	password string // written to a password file with a trailing newline
+	batch    bool   // the sink is a drivers.BatchSink (batchSink), as the gateway's
 }
 
 // startDriver runs a driver for sensors against b and waits until the
@@ -157,7 +186,11 @@ func startDriver(t *testing.T, b *mqtttest.Broker, su setup, sensors ...config.S
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, su.sink) }()
+	var sink drivers.Sink = su.sink
+	if su.batch {
+		sink = batchSink{su.sink}
+	}
+	go func() { done <- d.Run(ctx, sink) }()
 	var once sync.Once
 	h := &harness{d: d, env: env, sink: su.sink, logs: logs}
 	h.stop = func() {
