@@ -96,3 +96,36 @@ func TestBenchGatewayDies(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// rising walks the rates, gives a failed step o.again more tries, and
+// stops at a rate that failed them all.
+func TestRising(t *testing.T) {
+	o := options{rates: []int{10, 20, 30, 40}, again: 1}
+	// Whether each step keeps up, in the order the steps come.
+	kept := []bool{true, false, true, false, false}
+	var r rising
+	var walked []int
+	for i := 0; ; i++ {
+		rate, ok := r.next(o)
+		if !ok {
+			break
+		}
+		if i == len(kept) {
+			t.Fatalf("a step after %v", walked)
+		}
+		walked = append(walked, rate)
+		r.result(o, kept[i])
+	}
+	if fmt.Sprint(walked) != "[10 20 20 30 30]" {
+		t.Errorf("steps %v, want [10 20 20 30 30]", walked)
+	}
+	var all rising
+	n := 0
+	for rate, ok := all.next(o); ok; rate, ok = all.next(o) {
+		all.result(options{rates: o.rates}, rate > 0)
+		n++
+	}
+	if n != len(o.rates) {
+		t.Errorf("every step kept up: %d steps, want %d", n, len(o.rates))
+	}
+}

@@ -4,12 +4,13 @@
 // process, or Debian's mosquitto with its stock limits) and Kafka (franz-go's
 // kfake in this process) on loopback.
 //
-// It first measures the broker's own ceiling (the same paho publisher at the
-// same rising rates to one paho subscriber that only counts), then
-// publishes to the gateway at those rates until a step does not keep up.
-// Both runs give a step that did not keep up -again more tries (default
-// one) before they stop: on a shared host one slow moment would otherwise
-// end either run early. For each step it reports the readings/s that
+// It measures the broker's own ceiling (the same paho publisher at the same
+// rising rates to one paho subscriber that only counts) and publishes to
+// the gateway at those rates until a step does not keep up, the two runs'
+// steps alternating so that both meet the host in the same state. Both
+// give a step that did not keep up -again more tries (default one) before
+// they stop: on a shared host one slow moment would otherwise end either
+// run early. For each step it reports the readings/s that
 // reached Kafka, what was lost or duplicated, p50/p99/max from the
 // publisher's call to the record's arrival in Kafka, p50/p99 from
 // publishing a value that crosses a rule's threshold to the alert's
@@ -134,65 +135,94 @@ func run(o options) (err error) {
 
 	fmt.Printf("edgegw-bench: broker %s, QoS %d, %d sensors, %d rules, steps of %v; %s\n\n",
 		o.broker, o.qos, o.sensors, o.rules, o.step, time.Now().UTC().Format(time.RFC3339))
-	var ceiling float64
+	// The ceiling's steps and the gateway's alternate, at the same rates,
+	// so that both meet the host in the same state: these machines are
+	// shared, and their speed drifts over minutes.
+	var (
+		ceil          *ceilingRun
+		cr, er        rising
+		gw            *gatewayProc
+		b             *bench
+		rows          []string
+		failed        bool
+		best, ceiling float64
+	)
 	if o.ceiling || o.ceilingOnly {
-		if ceiling, err = brokerCeiling(o, brokerURL, brokerPID); err != nil {
+		if ceil, err = newCeiling(o, brokerURL, brokerPID); err != nil {
 			return err
 		}
+		defer ceil.close()
+	} else {
+		cr.done = true
+	}
+	if o.ceilingOnly {
+		er.done = true
+	} else {
+		kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "plant.readings", "plant.alerts", "plant.events"))
+		if err != nil {
+			return err
+		}
+		defer kafka.Close()
+		if gw, err = startGateway(o, dir, brokerURL, kafka.ListenAddrs()[0]); err != nil {
+			return err
+		}
+		defer gw.stop()
+		if b, err = newBench(o, brokerURL, brokerPID, kafka.ListenAddrs()[0], gw); err != nil {
+			return err
+		}
+		defer b.close()
+		if err := b.warmUp(); err != nil {
+			return fmt.Errorf("warm-up: %w (gateway log: %s)", err, gw.logPath)
+		}
+	}
+	if ceil != nil {
+		fmt.Println("broker ceiling (the same publisher, paced, to a subscriber that only counts), its steps between the gateway's:")
+	}
+	type row struct {
+		rate int
+		s    stepResult
+	}
+	var results []row
+	for !cr.done || !er.done {
+		if rate, ok := cr.next(o); ok {
+			cr.result(o, ceil.step(rate))
+		}
+		if rate, ok := er.next(o); ok {
+			s := b.step(rate)
+			results = append(results, row{rate, s})
+			fmt.Printf("  gateway %d→%.0f, kept up: %s\n", rate, s.throughput, yes(s.keptUp))
+			if s.keptUp && s.throughput > best {
+				best = s.throughput
+			}
+			if o.requireRate > 0 && rate <= o.requireRate && (!s.keptUp || s.lost > 0) {
+				failed = true
+			}
+			er.result(o, s.keptUp)
+		}
+	}
+	if ceil != nil {
+		ceiling = ceil.best
+		fmt.Printf("broker ceiling: %.0f msgs/s\n\n", ceiling)
 	}
 	if o.ceilingOnly {
 		return nil
 	}
-
-	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "plant.readings", "plant.alerts", "plant.events"))
-	if err != nil {
-		return err
-	}
-	defer kafka.Close()
-	gw, err := startGateway(o, dir, brokerURL, kafka.ListenAddrs()[0])
-	if err != nil {
-		return err
-	}
-	defer gw.stop()
-
-	b, err := newBench(o, brokerURL, brokerPID, kafka.ListenAddrs()[0], gw)
-	if err != nil {
-		return err
-	}
-	defer b.close()
-	if err := b.warmUp(); err != nil {
-		return fmt.Errorf("warm-up: %w (gateway log: %s)", err, gw.logPath)
-	}
-
-	fmt.Println("| offered/s | reached Kafka/s | vs ceiling | lost | dup | reading→Kafka p50 / p99 / max | reading→alert p50 / p99 (n) | gateway CPU s per 1M | bench CPU s per 1M | mosquitto CPU s per 1M | peak RSS | spool commits (mean) | kept up |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-	failed := false
-	best := 0.0
-	for i, tries := 0, 0; i < len(o.rates); {
-		rate := o.rates[i]
-		s := b.step(rate)
+	for _, r := range results {
+		s := r.s
 		vs := "—"
 		if ceiling > 0 {
 			vs = fmt.Sprintf("%.0f %%", 100*s.throughput/ceiling)
 		}
-		fmt.Printf("| %d | %.0f | %s | %d | %d | %s / %s / %s | %s / %s (%d) | %.1f | %.1f | %s | %.1f MB | %.0f (%s) | %s |\n",
-			rate, s.throughput, vs, s.lost, s.dups,
+		rows = append(rows, fmt.Sprintf("| %d | %.0f | %s | %d | %d | %s / %s / %s | %s / %s (%d) | %.1f | %.1f | %s | %.1f MB | %.0f (%s) | %s |",
+			r.rate, s.throughput, vs, s.lost, s.dups,
 			ms(s.lat.q(0.5)), ms(s.lat.q(0.99)), ms(s.lat.q(1)),
 			ms(s.alertLat.q(0.5)), ms(s.alertLat.q(0.99)), len(s.alertLat),
-			s.cpuPerMillion, s.benchCPUPerMillion, perMillion(s.brokerCPUPerMillion), float64(s.peakRSS)/(1<<20), s.commits, ms(s.commitMean), yes(s.keptUp))
-		if s.keptUp && s.throughput > best {
-			best = s.throughput
-		}
-		if o.requireRate > 0 && rate <= o.requireRate && (!s.keptUp || s.lost > 0) {
-			failed = true
-		}
-		if !s.keptUp {
-			if tries++; tries > o.again {
-				break
-			}
-			continue // the same rate again
-		}
-		i, tries = i+1, 0
+			s.cpuPerMillion, s.benchCPUPerMillion, perMillion(s.brokerCPUPerMillion), float64(s.peakRSS)/(1<<20), s.commits, ms(s.commitMean), yes(s.keptUp)))
+	}
+	fmt.Println("| offered/s | reached Kafka/s | vs ceiling | lost | dup | reading→Kafka p50 / p99 / max | reading→alert p50 / p99 (n) | gateway CPU s per 1M | bench CPU s per 1M | mosquitto CPU s per 1M | peak RSS | spool commits (mean) | kept up |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Println(r)
 	}
 	if gw.exited() {
 		return fmt.Errorf("the gateway exited during the run (log: %s)", gw.logPath)
@@ -338,7 +368,7 @@ func connect(url, id string, clean bool) (paho.Client, error) {
 	return c, nil
 }
 
-// brokerCeiling is the broker's own ceiling, the reference the gateway's
+// ceilingRun is the broker's own ceiling, the reference the gateway's
 // figures are compared with: the same paho publisher, paced at the same
 // rising rates for the same time, to one paho subscriber that only counts,
 // with the same test of keeping up; the highest rate it kept up with.
@@ -346,90 +376,123 @@ func connect(url, id string, clean bool) (paho.Client, error) {
 // Each step also shows the CPU seconds per million messages of this
 // process (publisher and subscriber) and of mosquitto, the two cores'
 // budget the gateway's run shares with Kafka and the gateway.
-func brokerCeiling(o options, url string, brokerPID int) (float64, error) {
-	qos := byte(o.qos)
-	var (
-		got   atomic.Int64
-		first atomic.Int64 // arrival times of the step's first and last message, ns since base
-		last  atomic.Int64
-	)
-	base := time.Now()
-	sub, err := connect(url, "bench-ceiling-sub", true)
-	if err != nil {
-		return 0, err
+type ceilingRun struct {
+	o         options
+	brokerPID int
+	base      time.Time
+	sub, pub  paho.Client
+	topics    []string
+	sent      int64
+	best      float64
+	// arrivals of the step's messages: count, first and last (ns since base)
+	got, first, last atomic.Int64
+}
+
+func newCeiling(o options, url string, brokerPID int) (*ceilingRun, error) {
+	c := &ceilingRun{o: o, brokerPID: brokerPID, base: time.Now(), topics: make([]string, o.sensors)}
+	var err error
+	if c.sub, err = connect(url, "bench-ceiling-sub", true); err != nil {
+		return nil, err
 	}
-	defer sub.Disconnect(100)
-	if tok := sub.Subscribe("ceiling/#", qos, func(paho.Client, paho.Message) {
-		now := int64(time.Since(base))
-		first.CompareAndSwap(0, now)
-		last.Store(now)
-		got.Add(1)
+	if tok := c.sub.Subscribe("ceiling/#", byte(o.qos), func(paho.Client, paho.Message) {
+		now := int64(time.Since(c.base))
+		c.first.CompareAndSwap(0, now)
+		c.last.Store(now)
+		c.got.Add(1)
 	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		return 0, fmt.Errorf("subscribe: %v", tok.Error())
+		c.sub.Disconnect(100)
+		return nil, fmt.Errorf("subscribe: %v", tok.Error())
 	}
-	pub, err := connect(url, "bench-ceiling-pub", true)
-	if err != nil {
-		return 0, err
+	if c.pub, err = connect(url, "bench-ceiling-pub", true); err != nil {
+		c.sub.Disconnect(100)
+		return nil, err
 	}
-	defer pub.Disconnect(100)
-	topics := make([]string, o.sensors)
-	for i := range topics {
-		topics[i] = "ceiling/" + sensorID(i)
+	for i := range c.topics {
+		c.topics[i] = "ceiling/" + sensorID(i)
 	}
-	best := 0.0
-	var sent int64
-	fmt.Println("broker ceiling (the same publisher, paced, to a subscriber that only counts):")
-	for i, tries := 0, 0; i < len(o.rates); {
-		rate := o.rates[i]
-		got.Store(0)
-		first.Store(0)
-		last.Store(0)
-		start := sent
-		self0, _ := cpuSeconds(os.Getpid())
-		broker0 := brokerCPU(brokerPID)
-		var buf [20]byte
-		pace(rate, o.step, func(due int64) {
-			for ; sent < due; sent++ {
-				pub.Publish(topics[sent%int64(len(topics))], qos, false, strconv.AppendInt(buf[:0], sent, 10))
-			}
-		}, sent)
-		pubEnd := int64(time.Since(base))
-		n := sent - start
-		prev, change := got.Load(), time.Now()
-		for got.Load() < n && time.Since(change) < 3*time.Second {
-			time.Sleep(20 * time.Millisecond)
-			if c := got.Load(); c != prev {
-				prev, change = c, time.Now()
-			}
+	return c, nil
+}
+
+func (c *ceilingRun) close() {
+	c.pub.Disconnect(100)
+	c.sub.Disconnect(100)
+}
+
+// step holds rate for a step, prints what arrived and reports whether it
+// kept up.
+func (c *ceilingRun) step(rate int) bool {
+	qos := byte(c.o.qos)
+	c.got.Store(0)
+	c.first.Store(0)
+	c.last.Store(0)
+	start := c.sent
+	self0, _ := cpuSeconds(os.Getpid())
+	broker0 := brokerCPU(c.brokerPID)
+	var buf [20]byte
+	pace(rate, c.o.step, func(due int64) {
+		for ; c.sent < due; c.sent++ {
+			c.pub.Publish(c.topics[c.sent%int64(len(c.topics))], qos, false, strconv.AppendInt(buf[:0], c.sent, 10))
 		}
-		g := got.Load()
-		rateGot := 0.0
-		if w := time.Duration(last.Load() - first.Load()); w > 0 {
-			rateGot = float64(g-1) / w.Seconds()
+	}, c.sent)
+	pubEnd := int64(time.Since(c.base))
+	n := c.sent - start
+	prev, change := c.got.Load(), time.Now()
+	for c.got.Load() < n && time.Since(change) < 3*time.Second {
+		time.Sleep(20 * time.Millisecond)
+		if g := c.got.Load(); g != prev {
+			prev, change = g, time.Now()
 		}
-		kept := g >= n && time.Duration(last.Load()-pubEnd) < time.Second && rateGot >= 0.95*float64(rate)
-		self1, _ := cpuSeconds(os.Getpid())
-		fmt.Printf("  %d→%.0f", rate, rateGot)
-		if g > 0 {
-			fmt.Printf(" (bench %.1f s", (self1-self0)/float64(g)*1e6)
-			if brokerPID > 0 {
-				fmt.Printf(", mosquitto %.1f s", (brokerCPU(brokerPID)-broker0)/float64(g)*1e6)
-			}
-			fmt.Print(" per 1M)")
-		}
-		if !kept {
-			fmt.Printf(" (lost %d, last %.0f ms after the publisher)\n", max(0, n-g), float64(last.Load()-pubEnd)/1e6)
-			if tries++; tries > o.again {
-				break
-			}
-			continue // the same rate again
-		}
-		fmt.Println()
-		i, tries = i+1, 0
-		best = max(best, rateGot)
 	}
-	fmt.Printf("broker ceiling: %.0f msgs/s\n\n", best)
-	return best, nil
+	g := c.got.Load()
+	rateGot := 0.0
+	if w := time.Duration(c.last.Load() - c.first.Load()); w > 0 {
+		rateGot = float64(g-1) / w.Seconds()
+	}
+	kept := g >= n && time.Duration(c.last.Load()-pubEnd) < time.Second && rateGot >= 0.95*float64(rate)
+	self1, _ := cpuSeconds(os.Getpid())
+	fmt.Printf("  ceiling %d→%.0f", rate, rateGot)
+	if g > 0 {
+		fmt.Printf(" (bench %.1f s", (self1-self0)/float64(g)*1e6)
+		if c.brokerPID > 0 {
+			fmt.Printf(", mosquitto %.1f s", (brokerCPU(c.brokerPID)-broker0)/float64(g)*1e6)
+		}
+		fmt.Print(" per 1M)")
+	}
+	if !kept {
+		fmt.Printf(" (lost %d, last %.0f ms after the publisher)", max(0, n-g), float64(c.last.Load()-pubEnd)/1e6)
+	} else {
+		c.best = max(c.best, rateGot)
+	}
+	fmt.Println()
+	return kept
+}
+
+// rising walks o.rates: a step that did not keep up is run again up to
+// o.again times, and the walk ends at a rate that failed them all.
+type rising struct {
+	i, tries int
+	done     bool
+}
+
+// next is the rate of the next step; false once the walk has ended.
+func (r *rising) next(o options) (int, bool) {
+	if r.done || r.i >= len(o.rates) {
+		r.done = true
+		return 0, false
+	}
+	return o.rates[r.i], true
+}
+
+// result records whether the step at next's rate kept up.
+func (r *rising) result(o options, kept bool) {
+	switch {
+	case kept:
+		r.i, r.tries = r.i+1, 0
+	case r.tries < o.again:
+		r.tries++
+	default:
+		r.done = true
+	}
 }
 
 // brokerCPU is mosquitto's CPU seconds so far; 0 when the broker runs in
