@@ -50,11 +50,20 @@ type testSink struct {
 	batches []int // sizes of the batches a batchSink took
 }
 
+// blocked, with block set, signals entered and waits for ctx, like a full
+// pipeline; it returns ctx's error, or nil at once without block.
+func (s *testSink) blocked(ctx context.Context) error {
+	if !s.block {
+		return nil
+	}
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 func (s *testSink) Emit(ctx context.Context, r reading.Reading, ack func()) error {
-	if s.block {
-		s.entered <- struct{}{}
-		<-ctx.Done()
-		return ctx.Err()
+	if err := s.blocked(ctx); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -68,10 +77,8 @@ func (s *testSink) Emit(ctx context.Context, r reading.Reading, ack func()) erro
 type batchSink struct{ *testSink }
 
 func (s batchSink) EmitBatch(ctx context.Context, rs []reading.Reading) error {
-	if s.block {
-		s.entered <- struct{}{}
-		<-ctx.Done()
-		return ctx.Err()
+	if err := s.blocked(ctx); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
