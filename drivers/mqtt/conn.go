@@ -240,23 +240,18 @@ func (b *bufferedConn) nextPacket() (int, error) {
 		}
 	}
 	var (
-		first     byte
-		remaining int
-		hlen      int
+		first           byte
+		hlen, remaining int
 	)
-	for i := 1; hlen == 0; i++ { // the remaining length: 1 to 4 bytes of 7 bits
-		h, err := b.r.Peek(i + 1)
+	for n := 2; hlen == 0; n++ { // a byte more at a time: a read must not wait for bytes of the next packet
+		h, err := b.r.Peek(n)
 		if err != nil {
 			return 0, err
 		}
-		first = h[0]
-		remaining |= int(h[i]&0x7f) << (7 * (i - 1))
-		switch {
-		case h[i]&0x80 == 0:
-			hlen = i + 1
-		case i == 4:
-			return 0, errBadPacket
+		if hlen, remaining, err = fixedHeader(h); err != nil {
+			return 0, err
 		}
+		first = h[0]
 	}
 	if first>>4 != 3 || first&0x06 != 0 { // not a PUBLISH at QoS 0
 		return hlen + remaining, nil
@@ -313,14 +308,25 @@ func (b *bufferedConn) handOn() {
 // that reading it does not touch the socket.
 func (b *bufferedConn) packetBuffered() bool {
 	h, _ := b.r.Peek(b.r.Buffered())
-	remaining := 0
-	for i := 1; i < len(h) && i <= 4; i++ {
+	hlen, remaining, err := fixedHeader(h)
+	return err == nil && hlen > 0 && hlen+remaining <= len(h)
+}
+
+// fixedHeader decodes the start of a packet, h: the fixed header's length
+// (the type byte and 1 to 4 bytes of remaining length, 7 bits each) and
+// the remaining length. hlen is 0 when h does not hold the whole header
+// yet; a fourth length byte that says another follows is errBadPacket.
+func fixedHeader(h []byte) (hlen, remaining int, err error) {
+	for i := 1; i < len(h); i++ {
 		remaining |= int(h[i]&0x7f) << (7 * (i - 1))
-		if h[i]&0x80 == 0 {
-			return i+1+remaining <= len(h)
+		switch {
+		case h[i]&0x80 == 0:
+			return i + 1, remaining, nil
+		case i == 4:
+			return 0, 0, errBadPacket
 		}
 	}
-	return false
+	return 0, 0, nil
 }
 
 func (b *bufferedConn) Write(p []byte) (int, error) {

@@ -353,6 +353,29 @@ func TestBufferedConnIdle(t *testing.T) {
 		t.Fatalf("idle called with nothing taken: %v", got)
 	default:
 	}
+
+	// A message, then a malformed packet in the same read: the message is
+	// handed on before the error goes to paho.
+	b, peer = tcpPair(t)
+	events = nil
+	b.publish = func(m paho.Message) { events = append(events, string(m.Payload())) }
+	b.idle = func() { events = append(events, "IDLE") }
+	wire.Reset()
+	p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	p.TopicName, p.Payload = "line/v", []byte("e")
+	if err := p.Write(&wire); err != nil {
+		t.Fatal(err)
+	}
+	wire.Write([]byte{0x30, 0x03, 0x00, 0x05, 'a'}) // a topic longer than the packet
+	if _, err := peer.Write(wire.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := packets.ReadPacket(b); !errors.Is(err, errBadPacket) {
+		t.Fatalf("ReadPacket: %v, want %v", err, errBadPacket)
+	}
+	if fmt.Sprint(events) != "[e IDLE]" {
+		t.Errorf("before the error: %v, want [e IDLE]", events)
+	}
 }
 
 // The topic cache gives the same entry for a topic seen before, and none

@@ -28,8 +28,9 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 	}
 	now := d.env.Clock.Now()
 	topic := m.Topic()
+	pm, direct := m.(*publishMsg) // QoS 0, from the connection (conn.go)
 	var targets []*sensor
-	if pm, ok := m.(*publishMsg); ok && pm.ref != nil {
+	if direct && pm.ref != nil {
 		if !pm.ref.resolved {
 			pm.ref.targets, pm.ref.resolved = d.routes.match(topic, nil), true
 		}
@@ -71,10 +72,16 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 	}
 
 	// Every reading first, so that the last one, which carries the mark,
-	// is known before any is handed over.
+	// is known before any is handed over. QoS 0 readings from the
+	// connection go straight among those held for the next batch: the
+	// connection calls flush once it has handled what one read brought.
+	held := direct && !marks && d.batch != nil
 	payload := m.Payload()
 	valid := 0 // whether payload is JSON: 0 not yet known, 1 yes, -1 no
 	rs := d.readings[:0]
+	if held {
+		rs = d.pending
+	}
 	for _, s := range targets {
 		v, err := s.value(payload, &valid)
 		if err != nil {
@@ -83,19 +90,14 @@ func (d *Driver) handle(_ paho.Client, m paho.Message) {
 		}
 		rs = append(rs, reading.Reading{Sensor: s.id, TS: now, Value: v, Unit: s.unit, Quality: reading.Good})
 	}
-	d.readings = rs
-
-	if _, direct := m.(*publishMsg); direct && !marks {
-		if bs, ok := d.sink.(drivers.BatchSink); ok {
-			// Held until the connection has handled what one read
-			// brought (flush), then handed over in one go.
-			d.pending = append(d.pending, rs...)
-			if len(d.pending) >= maxHeld {
-				d.flushPending(bs)
-			}
-			return
+	if held {
+		d.pending = rs
+		if len(d.pending) >= maxHeld {
+			d.flushPending()
 		}
+		return
 	}
+	d.readings = rs
 
 	var ack *messageAck
 	if m.Qos() > 0 {
@@ -143,19 +145,17 @@ const maxHeld = 256
 func (d *Driver) flush() {
 	d.handleMu.Lock()
 	defer d.handleMu.Unlock()
-	if bs, ok := d.sink.(drivers.BatchSink); ok {
-		d.flushPending(bs)
-	}
+	d.flushPending()
 }
 
 // flushPending is flush under handleMu. Readings the sink does not take
 // (it stops) are dropped, as Emit's are at QoS 0.
-func (d *Driver) flushPending(bs drivers.BatchSink) {
+func (d *Driver) flushPending() {
 	if len(d.pending) == 0 {
 		return
 	}
 	if d.ctx.Err() == nil {
-		_ = bs.EmitBatch(d.ctx, d.pending)
+		_ = d.batch.EmitBatch(d.ctx, d.pending)
 	}
 	d.pending = d.pending[:0]
 }

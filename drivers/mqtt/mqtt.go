@@ -100,8 +100,9 @@ type Driver struct {
 	errMalformed, errNaN, errDisconnect, errSubscribe prometheus.Counter
 
 	// Set by Run before connecting, read by paho's goroutines after.
-	ctx  context.Context
-	sink drivers.Sink
+	ctx   context.Context
+	sink  drivers.Sink
+	batch drivers.BatchSink // sink, when it takes batches; else nil
 
 	handleMu   sync.Mutex
 	scratch    []*sensor         // handle's match buffer, under handleMu
@@ -227,6 +228,7 @@ func (d *Driver) clientOptions() (*paho.ClientOptions, error) {
 // clean stop leaves nothing for the broker to redeliver, and disconnects.
 func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	d.ctx, d.sink = ctx, sink
+	d.batch, _ = sink.(drivers.BatchSink)
 	d.log.Info("connecting", "broker", d.url, "filters", len(d.routes.filters), "qos", d.qos)
 	d.client.Connect() // completes in the background; onConnect subscribes
 	<-ctx.Done()

@@ -143,7 +143,6 @@ func run(o options) (err error) {
 		cr, er        rising
 		gw            *gatewayProc
 		b             *bench
-		rows          []string
 		failed        bool
 		best, ceiling float64
 	)
@@ -207,22 +206,19 @@ func run(o options) (err error) {
 	if o.ceilingOnly {
 		return nil
 	}
+	fmt.Println("| offered/s | reached Kafka/s | vs ceiling | lost | dup | reading→Kafka p50 / p99 / max | reading→alert p50 / p99 (n) | gateway CPU s per 1M | bench CPU s per 1M | mosquitto CPU s per 1M | peak RSS | spool commits (mean) | kept up |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
 		s := r.s
 		vs := "—"
 		if ceiling > 0 {
 			vs = fmt.Sprintf("%.0f %%", 100*s.throughput/ceiling)
 		}
-		rows = append(rows, fmt.Sprintf("| %d | %.0f | %s | %d | %d | %s / %s / %s | %s / %s (%d) | %.1f | %.1f | %s | %.1f MB | %.0f (%s) | %s |",
+		fmt.Printf("| %d | %.0f | %s | %d | %d | %s / %s / %s | %s / %s (%d) | %.1f | %.1f | %s | %.1f MB | %.0f (%s) | %s |\n",
 			r.rate, s.throughput, vs, s.lost, s.dups,
 			ms(s.lat.q(0.5)), ms(s.lat.q(0.99)), ms(s.lat.q(1)),
 			ms(s.alertLat.q(0.5)), ms(s.alertLat.q(0.99)), len(s.alertLat),
-			s.cpuPerMillion, s.benchCPUPerMillion, perMillion(s.brokerCPUPerMillion), float64(s.peakRSS)/(1<<20), s.commits, ms(s.commitMean), yes(s.keptUp)))
-	}
-	fmt.Println("| offered/s | reached Kafka/s | vs ceiling | lost | dup | reading→Kafka p50 / p99 / max | reading→alert p50 / p99 (n) | gateway CPU s per 1M | bench CPU s per 1M | mosquitto CPU s per 1M | peak RSS | spool commits (mean) | kept up |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, r := range rows {
-		fmt.Println(r)
+			s.cpuPerMillion, s.benchCPUPerMillion, perMillion(s.brokerCPUPerMillion), float64(s.peakRSS)/(1<<20), s.commits, ms(s.commitMean), yes(s.keptUp))
 	}
 	if gw.exited() {
 		return fmt.Errorf("the gateway exited during the run (log: %s)", gw.logPath)
