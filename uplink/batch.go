@@ -141,13 +141,20 @@ func (u *Uplink) encode(recs []reading.Record) *batch {
 // prepare reads and encodes batches ahead of the producer, in seq order,
 // until ctx ends. The channel holds one batch, so at most one batch waits
 // while another is in flight.
+//
+// A batch that is not full lingers for more records, unless the one before
+// it was full: then the uplink is working through records that are already
+// there (a group commit of several batches, a backlog after an outage),
+// and the remainder goes at once instead of waiting for the next commit.
 func (u *Uplink) prepare(ctx context.Context, out chan<- *batch) {
 	after := u.sent.Load()
+	linger := true
 	for {
-		recs, ok := u.read(ctx, after)
+		recs, ok := u.read(ctx, after, linger)
 		if !ok {
 			return
 		}
+		linger = len(recs) < u.opts.BatchSize
 		select {
 		case out <- u.encode(recs):
 			after = recs[len(recs)-1].Seq
@@ -158,9 +165,10 @@ func (u *Uplink) prepare(ctx context.Context, out chan<- *batch) {
 }
 
 // read returns the next records after seq after, waiting for them and, when
-// fewer than a batch are there, lingering once for more. Spool errors are
-// logged once per streak and retried with backoff. ok is false once ctx ended.
-func (u *Uplink) read(ctx context.Context, after uint64) (recs []reading.Record, ok bool) {
+// fewer than a batch are there and linger is set, lingering once for more.
+// Spool errors are logged once per streak and retried with backoff. ok is
+// false once ctx ended.
+func (u *Uplink) read(ctx context.Context, after uint64, linger bool) (recs []reading.Record, ok bool) {
 	max := u.opts.BatchSize
 	failures := 0
 	for ctx.Err() == nil {
@@ -168,7 +176,7 @@ func (u *Uplink) read(ctx context.Context, after uint64) (recs []reading.Record,
 		if err == nil {
 			recs, err = u.src.ReadBatch(after, max)
 		}
-		if err == nil && len(recs) > 0 && len(recs) < max && u.opts.Linger > 0 && !u.waited() {
+		if err == nil && len(recs) > 0 && len(recs) < max && linger && u.opts.Linger > 0 && !u.waited() {
 			if !sleep(ctx, u.clock, u.opts.Linger) {
 				return nil, false
 			}

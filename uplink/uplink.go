@@ -68,7 +68,8 @@ type Options struct {
 	BatchSize int
 	// Linger is how long a batch that is not full waits for more records
 	// before it is sent: more records per request against up to Linger of
-	// latency. Default 200ms; negative sends at once.
+	// latency. A batch that follows a full one does not wait. Default
+	// 200ms; negative sends at once.
 	Linger time.Duration
 	// Compression is none, gzip, snappy, lz4 or zstd. Default none.
 	Compression string
