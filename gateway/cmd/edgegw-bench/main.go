@@ -17,6 +17,11 @@
 // arrival on MQTT, the CPU seconds per million readings of the gateway,
 // of this process and of mosquitto, and the gateway's peak resident memory.
 //
+// With -broker-cpu N, mosquitto has CPU N to itself and everything else
+// shares the others, in both runs: on a 2-core host the broker's single
+// thread then no longer competes with the clients for a core, as on a
+// 4-core board where it has one to spare.
+//
 //	go build -o bin/edgegw ./gateway/cmd/edgegw
 //	go run ./gateway/cmd/edgegw-bench -broker mosquitto -qos 1 -rates 5000,10000,20000,40000
 //
@@ -62,6 +67,7 @@ type options struct {
 	keep        bool
 	profile     string
 	gwEnv       []string
+	brokerCPU   int
 }
 
 func main() {
@@ -80,6 +86,7 @@ func main() {
 	flag.IntVar(&o.requireRate, "require-rate", 0, "exit 1 if a step at or below this rate loses readings or does not keep up")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, gateway log)")
 	flag.StringVar(&o.profile, "profile", "", "turn http.pprof on and write the gateway's CPU profile (the middle half of each step), allocation and mutex profiles to this directory")
+	flag.IntVar(&o.brokerCPU, "broker-cpu", -1, "mosquitto only: give the broker this CPU to itself, and the harness and the gateway the others, in the ceiling's steps and the gateway's alike (-1: let the kernel schedule all of them)")
 	flag.StringVar(&env, "gateway-env", "", "extra environment for the gateway, comma separated (GOGC=200,...)")
 	flag.Parse()
 	for _, f := range strings.Split(rates, ",") {
@@ -127,14 +134,32 @@ func run(o options) (err error) {
 			os.RemoveAll(dir)
 		}
 	}()
+	var harnessCPUs []int
+	if o.brokerCPU >= 0 {
+		if o.broker != "mosquitto" {
+			return fmt.Errorf("-broker-cpu: only with -broker mosquitto (mochi runs in this process)")
+		}
+		if harnessCPUs, err = pinHarness(o.brokerCPU); err != nil {
+			return err
+		}
+	}
 	brokerURL, brokerPID, stopBroker, err := startBroker(o.broker, dir)
 	if err != nil {
 		return err
 	}
 	defer stopBroker()
+	if o.brokerCPU >= 0 {
+		if err := pinBrokerPID(brokerPID, o.brokerCPU); err != nil {
+			return err
+		}
+	}
 
-	fmt.Printf("edgegw-bench: broker %s, QoS %d, %d sensors, %d rules, steps of %v; %s\n\n",
+	fmt.Printf("edgegw-bench: broker %s, QoS %d, %d sensors, %d rules, steps of %v; %s\n",
 		o.broker, o.qos, o.sensors, o.rules, o.step, time.Now().UTC().Format(time.RFC3339))
+	if o.brokerCPU >= 0 {
+		fmt.Printf("mosquitto on CPU %d alone; this harness and the gateway on CPUs %v\n", o.brokerCPU, harnessCPUs)
+	}
+	fmt.Println()
 	// The ceiling's steps and the gateway's alternate, at the same rates,
 	// so that both meet the host in the same state: these machines are
 	// shared, and their speed drifts over minutes.

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// pinHarness is the first half of giving the broker CPU cpu to itself
+// (-broker-cpu): this process's threads, and so the gateway and the broker
+// it starts later, move to the other CPUs it may use; pinBrokerPID then
+// moves the broker to cpu. It returns the CPUs left to the harness and the
+// gateway.
+func pinHarness(cpu int) ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("-broker-cpu: %w", err)
+	}
+	if !set.IsSet(cpu) {
+		return nil, fmt.Errorf("-broker-cpu %d: not a CPU this process may use", cpu)
+	}
+	set.Clear(cpu)
+	if set.Count() == 0 {
+		return nil, fmt.Errorf("-broker-cpu %d: it is the only CPU this process may use", cpu)
+	}
+	if err := pinTasks(os.Getpid(), &set); err != nil {
+		return nil, err
+	}
+	var left []int
+	for c := range 1024 {
+		if set.IsSet(c) {
+			left = append(left, c)
+		}
+	}
+	return left, nil
+}
+
+// pinBrokerPID moves every thread of process pid to cpu alone.
+func pinBrokerPID(pid, cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return pinTasks(pid, &set)
+}
+
+// pinTasks sets the affinity of every thread of process pid; threads
+// started later inherit it from the thread that starts them.
+func pinTasks(pid int, set *unix.CPUSet) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return fmt.Errorf("-broker-cpu: %w", err)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH { // ESRCH: the thread has just ended
+			return fmt.Errorf("-broker-cpu: thread %d of process %d: %w", tid, pid, err)
+		}
+	}
+	return nil
+}
