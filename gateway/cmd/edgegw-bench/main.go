@@ -67,6 +67,7 @@ type options struct {
 	keep        bool
 	profile     string
 	gwEnv       []string
+	pinBroker   bool // -broker-cpu was given: brokerCPU is the broker's
 	brokerCPU   int
 }
 
@@ -99,6 +100,7 @@ func main() {
 	if env != "" {
 		o.gwEnv = strings.Split(env, ",")
 	}
+	o.pinBroker = o.brokerCPU >= 0
 	if o.qos != 0 && o.qos != 1 {
 		fatalf("-qos: 0 or 1")
 	}
@@ -135,7 +137,7 @@ func run(o options) (err error) {
 		}
 	}()
 	var harnessCPUs []int
-	if o.brokerCPU >= 0 {
+	if o.pinBroker {
 		if o.broker != "mosquitto" {
 			return fmt.Errorf("-broker-cpu: only with -broker mosquitto (mochi runs in this process)")
 		}
@@ -148,7 +150,7 @@ func run(o options) (err error) {
 		return err
 	}
 	defer stopBroker()
-	if o.brokerCPU >= 0 {
+	if o.pinBroker {
 		if err := pinBrokerPID(brokerPID, o.brokerCPU); err != nil {
 			return err
 		}
@@ -156,7 +158,7 @@ func run(o options) (err error) {
 
 	fmt.Printf("edgegw-bench: broker %s, QoS %d, %d sensors, %d rules, steps of %v; %s\n",
 		o.broker, o.qos, o.sensors, o.rules, o.step, time.Now().UTC().Format(time.RFC3339))
-	if o.brokerCPU >= 0 {
+	if o.pinBroker {
 		fmt.Printf("mosquitto on CPU %d alone; this harness and the gateway on CPUs %v\n", o.brokerCPU, harnessCPUs)
 	}
 	fmt.Println()
