@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -45,20 +46,29 @@ func pinBrokerPID(pid, cpu int) error {
 }
 
 // pinTasks sets the affinity of every thread of process pid; threads
-// started later inherit it from the thread that starts them.
+// started later inherit it from the thread that starts them. It goes over
+// the threads again until a pass finds no new one, so that a thread
+// started meanwhile by one not yet pinned does not escape.
 func pinTasks(pid int, set *unix.CPUSet) error {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return fmt.Errorf("-broker-cpu: %w", err)
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
+	done := map[int]bool{}
+	for {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil {
-			continue
+			return fmt.Errorf("-broker-cpu: %w", err)
 		}
-		if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH { // ESRCH: the thread has just ended
-			return fmt.Errorf("-broker-cpu: thread %d of process %d: %w", tid, pid, err)
+		fresh := false
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			done[tid], fresh = true, true
+			if err := unix.SchedSetaffinity(tid, set); err != nil && !errors.Is(err, unix.ESRCH) { // ESRCH: the thread has just ended
+				return fmt.Errorf("-broker-cpu: thread %d of process %d: %w", tid, pid, err)
+			}
+		}
+		if !fresh {
+			return nil
 		}
 	}
-	return nil
 }
