@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -32,16 +31,8 @@ func (c *steppedClock) Now() time.Time { return c.FakeClock.Now().Add(time.Durat
 func clockGateway(t *testing.T, clock clockwork.Clock, state *atomic.Int32) *Gateway {
 	t.Helper()
 	dir := t.TempDir()
-	p := filepath.Join(dir, "gw.yaml")
-	y := "gateway: {id: gw-clock}\nhttp: {listen: \"127.0.0.1:0\"}\nbuffer: {path: " + filepath.Join(dir, "buffer.db") +
-		"}\nuplink: {kafka: {brokers: [\"127.0.0.1:1\"]}}\nsensors:\n  - {id: temp, driver: sim, signal: temperature, interval: 1s}\n"
-	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadYAML(t, dir, "gateway: {id: gw-clock}\nhttp: {listen: \"127.0.0.1:0\"}\nbuffer: {path: "+filepath.Join(dir, "buffer.db")+
+		"}\nuplink: {kafka: {brokers: [\"127.0.0.1:1\"]}}\nsensors:\n  - {id: temp, driver: sim, signal: temperature, interval: 1s}\n")
 	g, err := New(cfg, Options{Clock: clock, FlushTimeout: 50 * time.Millisecond,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ClockSync: func() clocksync.State { return clocksync.State(state.Load()) }})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,17 +19,9 @@ import (
 // handles every reading in order and returns every buffer.
 func TestEmitBatch(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "gw.yaml")
-	y := "gateway: {id: gw-batch}\nhttp: {listen: \"127.0.0.1:0\"}\nbuffer: {path: " + filepath.Join(dir, "buffer.db") + "}\n" +
-		"mqtt: {url: \"tcp://127.0.0.1:1\"}\nuplink: {kafka: {brokers: [\"127.0.0.1:1\"]}}\n" +
-		"sensors:\n  - {id: v, driver: mqtt, topic: line/v}\n"
-	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadYAML(t, dir, "gateway: {id: gw-batch}\nhttp: {listen: \"127.0.0.1:0\"}\nbuffer: {path: "+filepath.Join(dir, "buffer.db")+"}\n"+
+		"mqtt: {url: \"tcp://127.0.0.1:1\"}\nuplink: {kafka: {brokers: [\"127.0.0.1:1\"]}}\n"+
+		"sensors:\n  - {id: v, driver: mqtt, topic: line/v}\n")
 	const queue = 4
 	g, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), InputQueue: queue,
 		ClockSync: func() clocksync.State { return clocksync.Synced }})

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,14 +47,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		fmt.Fprintf(&y, "  - {name: r%03d, expr: %q}\n", r, strings.Join(terms, " || "))
 	}
-	p := filepath.Join(dir, "gw.yaml")
-	if err := os.WriteFile(p, []byte(y.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := Load(p)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cfg := loadYAML(b, dir, y.String())
 	g, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ClockSync: func() clocksync.State { return clocksync.Synced }})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,21 +31,13 @@ func TestWatchdog(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", sock)
 	t.Setenv("WATCHDOG_USEC", "2000000") // checks every 1 s; stall limit 3 s (three ticks)
 
-	cfgPath := filepath.Join(dir, "gw.yaml")
-	yaml := `gateway: {id: gw-wd}
+	cfg := loadYAML(t, dir, `gateway: {id: gw-wd}
 http: {listen: "127.0.0.1:0"}
-buffer: {path: ` + filepath.Join(dir, "buffer.db") + `}
+buffer: {path: `+filepath.Join(dir, "buffer.db")+`}
 uplink: {kafka: {brokers: ["127.0.0.1:1"]}}
 sensors:
   - {id: press_running, driver: sim, signal: running, interval: 1s}
-`
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC))
 	g, err := New(cfg, Options{Clock: clock, FlushTimeout: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
