@@ -29,13 +29,18 @@ func pinHarness(cpu int) ([]int, error) {
 	if err := pinTasks(os.Getpid(), &set); err != nil {
 		return nil, err
 	}
-	var left []int
-	for c := range 1024 {
+	return cpuList(&set), nil
+}
+
+// cpuList is the CPUs in set, in order.
+func cpuList(set *unix.CPUSet) []int {
+	var cpus []int
+	for c := range len(set) * 64 {
 		if set.IsSet(c) {
-			left = append(left, c)
+			cpus = append(cpus, c)
 		}
 	}
-	return left, nil
+	return cpus
 }
 
 // pinBrokerPID moves every thread of process pid to cpu alone.

@@ -17,13 +17,7 @@ func allowedCPUs(t *testing.T, pid int) []int {
 	if err := unix.SchedGetaffinity(pid, &set); err != nil {
 		t.Fatal(err)
 	}
-	var cpus []int
-	for c := range 1024 {
-		if set.IsSet(c) {
-			cpus = append(cpus, c)
-		}
-	}
-	return cpus
+	return cpuList(&set)
 }
 
 // TestPinBroker: with -broker-cpu, the broker runs on its CPU alone, and
